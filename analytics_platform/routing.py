@@ -1,0 +1,2 @@
+# WebSocket routes; the live event stream joins here.
+websocket_urlpatterns: list = []

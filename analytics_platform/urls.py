@@ -1,0 +1,38 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
+from rest_framework.exceptions import NotFound
+
+import analytics_platform.converters  # noqa: F401  (registers the <id:> converter)
+from analytics_platform.health import HealthView
+
+handler400 = "analytics_platform.errors.handler400"
+handler403 = "analytics_platform.errors.handler403"
+handler404 = "analytics_platform.errors.handler404"
+handler500 = "analytics_platform.errors.handler500"
+
+
+@extend_schema(exclude=True)
+@api_view(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+@authentication_classes([])
+@permission_classes([])
+@throttle_classes([])
+def api_not_found(request, *args, **kwargs):
+    """Unknown paths under /api/ answer in the error shape, whatever DEBUG is."""
+    raise NotFound("No API endpoint at this path.")
+
+
+api_v1 = [
+    path("", include("accounts.urls")),
+]
+
+urlpatterns = [
+    path("health", HealthView.as_view(), name="health"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api-docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/v1/", include(api_v1)),
+    re_path(r"^api/", api_not_found),
+]
