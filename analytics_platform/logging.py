@@ -56,8 +56,11 @@ def configure_logging(level: str = "INFO") -> None:
             "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
             "root": {"handlers": ["console"], "level": level},
             "loggers": {
+                # uvicorn set up its own plain-text handlers before loading us; take them over.
+                "uvicorn": {"handlers": ["console"], "level": level, "propagate": False},
+                "uvicorn.error": {"handlers": [], "level": level, "propagate": True},
                 # One access line per request comes from RequestLogMiddleware.
-                "uvicorn.access": {"level": "WARNING"},
+                "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": True},
                 "django.server": {"level": "WARNING"},
             },
         }
