@@ -5,10 +5,14 @@ anything else that reaches a view all go through `exception_handler`, and the pl
 handlers (`handler404`, ...) answer in the same shape for paths DRF never sees.
 """
 
+import structlog
+from django import db
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
+
+logger = structlog.get_logger(__name__)
 
 
 class DomainError(Exception):
@@ -31,6 +35,11 @@ class InvalidInput(DomainError):
 class NotFound(DomainError):
     status_code = 404
     code = "not_found"
+
+
+class PayloadTooLarge(DomainError):
+    status_code = 413
+    code = "payload_too_large"
 
 
 class ServiceUnavailable(DomainError):
@@ -73,6 +82,9 @@ def exception_handler(exc, context):
         if isinstance(exc, ServiceUnavailable):
             response["Retry-After"] = str(exc.retry_after)
         return response
+    if isinstance(exc, db.OperationalError | db.InterfaceError):
+        logger.error("database_unavailable", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return exception_handler(ServiceUnavailable("The database is unavailable; retry shortly."), context)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -60,6 +60,10 @@ RATE_LIMIT_MAX_REQUESTS = env_int("RATE_LIMIT_MAX_REQUESTS", 100)
 EVENT_BATCH_SIZE = env_int("EVENT_BATCH_SIZE", 1000)
 EVENT_BUFFER_TIMEOUT_MS = env_int("EVENT_BUFFER_TIMEOUT_MS", 5000)
 CACHE_TTL_SECONDS = env_int("CACHE_TTL_SECONDS", 300)
+# Proxies (IPs or CIDRs) whose X-Forwarded-For is believed for the client's address.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+# Ingestion bodies may be 5 MB; events.payload enforces that limit itself.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024 + 1
 
 INSTALLED_APPS = [
     "django.contrib.admin",

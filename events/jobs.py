@@ -1,0 +1,46 @@
+"""RQ jobs. Each takes plain values and calls one service; each is idempotent (the insert
+ignores stored event ids), so RQ's retries, and a rerun from the failed registry, are safe."""
+
+import json
+from collections import defaultdict
+
+import redis
+from rq import get_current_job
+
+from accounts.models import Project
+from analytics_platform.redis import redis_client
+from events.queueing import BUFFER_KEY, rearm_if_pending
+from events.services import events_persist
+
+DRAIN_CHUNK = 5000
+
+
+def persist_events(project_id: int, rows_json: str) -> int:
+    return events_persist(project_id=project_id, rows=json.loads(rows_json))
+
+
+def drain_buffer() -> int:
+    """Takes the whole ingest buffer atomically (RENAME to a key named after this job) and
+    stores it. Killed midway, the retried job finds its key again and finishes the work."""
+    client = redis_client()
+    processing = f"{BUFFER_KEY}:processing:{get_current_job().id}"
+    if not client.exists(processing):
+        try:
+            client.rename(BUFFER_KEY, processing)
+        except redis.ResponseError:  # nothing buffered: another drain took it
+            return 0
+        finally:
+            rearm_if_pending(client)
+    by_project: dict[int, list[list]] = defaultdict(list)
+    for item in client.lrange(processing, 0, -1):
+        project_id, row = json.loads(item)
+        by_project[project_id].append(row)
+    existing = set(Project.objects.filter(pk__in=by_project).values_list("pk", flat=True))
+    stored = 0
+    for project_id, rows in by_project.items():
+        if project_id not in existing:
+            continue  # the project was deleted meanwhile, and its events with it
+        for start in range(0, len(rows), DRAIN_CHUNK):
+            stored += events_persist(project_id=project_id, rows=rows[start : start + DRAIN_CHUNK])
+    client.delete(processing)
+    return stored

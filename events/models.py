@@ -1,0 +1,33 @@
+from django.db import models
+
+from accounts.models import Project
+
+
+class Event(models.Model):
+    """One stored event. `event_id` is the dedup key (the client's `eventId`, or a hash of
+    the event's content); the unique (project, event_id) constraint is what guarantees that
+    an event is stored once, whatever happened to the fast path in Redis."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    event_id = models.CharField(max_length=128)
+    user_id = models.CharField(max_length=255)
+    event_name = models.CharField(max_length=200)
+    timestamp = models.DateTimeField()
+    properties = models.JSONField(default=dict)
+    session_id = models.CharField(max_length=255, null=True, blank=True)
+    page_url = models.TextField(null=True, blank=True)
+    user_agent = models.TextField(null=True, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "event_id"], name="event_unique_event_id")]
+        indexes = [
+            models.Index(fields=["project", "timestamp"], name="event_project_time"),
+            models.Index(fields=["project", "user_id", "timestamp"], name="event_project_user_time"),
+            models.Index(fields=["project", "event_name", "timestamp"], name="event_project_name_time"),
+            models.Index(fields=["project", "session_id", "timestamp"], name="event_project_session_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_name} by {self.user_id} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
