@@ -21,18 +21,23 @@ def persist_events(project_id: int, rows_json: str) -> int:
 
 def drain_buffer() -> int:
     """Takes the whole ingest buffer atomically (RENAME to a key named after this job) and
-    stores it. Killed midway, the retried job finds its key again and finishes the work."""
+    stores it. Killed midway, the retried job finds its key again and finishes that work
+    first; then it takes whatever was buffered since."""
     client = redis_client()
     processing = f"{BUFFER_KEY}:processing:{get_current_job().id}"
-    if not client.exists(processing):
-        try:
-            client.rename(BUFFER_KEY, processing)
-        except redis.ResponseError:  # nothing buffered: another drain took it
-            return 0
-        finally:
-            rearm_if_pending(client)
+    stored = _store_buffered(client, processing) if client.exists(processing) else 0
+    try:
+        client.rename(BUFFER_KEY, processing)
+    except redis.ResponseError:  # nothing buffered (another drain took it)
+        return stored
+    finally:
+        rearm_if_pending(client)
+    return stored + _store_buffered(client, processing)
+
+
+def _store_buffered(client, key: str) -> int:
     by_project: dict[int, list[list]] = defaultdict(list)
-    for item in client.lrange(processing, 0, -1):
+    for item in client.lrange(key, 0, -1):
         project_id, row = json.loads(item)
         by_project[project_id].append(row)
     existing = set(Project.objects.filter(pk__in=by_project).values_list("pk", flat=True))
@@ -42,5 +47,5 @@ def drain_buffer() -> int:
             continue  # the project was deleted meanwhile, and its events with it
         for start in range(0, len(rows), DRAIN_CHUNK):
             stored += events_persist(project_id=project_id, rows=rows[start : start + DRAIN_CHUNK])
-    client.delete(processing)
+    client.delete(key)
     return stored

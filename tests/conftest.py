@@ -1,12 +1,16 @@
+import gzip
+import json
 import os
 
 import pytest
 import redis
 from django.core.cache import cache
+from django.db import connection
 from django.test import override_settings
 from rest_framework.test import APIClient
 
 from accounts.services import api_key_create, organization_get_or_create, project_get_or_create
+from tests.helpers import run_jobs
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/15"  # a db number of its own, flushed by the tests
@@ -106,3 +110,37 @@ def client_for():
 @pytest.fixture
 def api(project, make_key, client_for) -> APIClient:
     return client_for(make_key(project))
+
+
+@pytest.fixture
+def postgres(transactional_db):
+    """For what only PostgreSQL can show (concurrent sessions, table locks)."""
+    if connection.vendor != "postgresql":
+        service_missing("needs PostgreSQL as the database (set DATABASE_URL)")
+    return connection
+
+
+@pytest.fixture
+def jobs():
+    return run_jobs
+
+
+@pytest.fixture
+def ingest_key(project, make_key):
+    return make_key(project, scopes=["ingest"])
+
+
+@pytest.fixture
+def post_events(client_for, ingest_key):
+    """POSTs a payload (JSON-encoded unless bytes) to /api/v1/events with an ingest key."""
+    client = client_for(ingest_key)
+
+    def post(payload, *, compress=False, **extra):
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        if compress:
+            body = gzip.compress(body)
+            extra.setdefault("HTTP_CONTENT_ENCODING", "gzip")
+        content_type = extra.pop("content_type", "application/json")
+        return client.generic("POST", "/api/v1/events", body, content_type=content_type, **extra)
+
+    return post

@@ -33,3 +33,37 @@ def run_django(code: str, **env: str) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def run_jobs() -> None:
+    """What the worker does, in this process: due-or-not timers are released (as the RQ
+    scheduler would once they are due), then every queued job runs. A no-op in the embedded
+    default, where jobs already ran inline."""
+    import time
+
+    from rq import SimpleWorker
+    from rq.job import Job
+    from rq.registry import ScheduledJobRegistry
+
+    from analytics_platform.redis import redis_client
+    from events.queueing import ingest_queue
+
+    client = redis_client()
+    if client is None:
+        return
+    queue = ingest_queue()
+    registry = ScheduledJobRegistry(queue=queue)
+    for job_id in registry.get_jobs_to_schedule(timestamp=int(time.time()) + 10**6):
+        queue.enqueue_job(Job.fetch(job_id, connection=client))
+        registry.remove(job_id)
+    SimpleWorker([queue], connection=client).work(burst=True)
+
+
+def stored(project) -> list:
+    from events.models import Event
+
+    return list(Event.objects.filter(project=project).order_by("timestamp", "id"))
+
+
+def event(user="u1", name="page_view", ts="2024-01-01T10:00:00Z", **fields) -> dict:
+    return {"userId": user, "eventName": name, "timestamp": ts, **fields}

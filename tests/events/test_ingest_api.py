@@ -6,8 +6,7 @@ from django.test import override_settings
 
 from events.models import Event
 from events.services import project_data_version
-from tests.events.conftest import event, stored
-from tests.helpers import assert_error
+from tests.helpers import assert_error, event, stored
 
 pytestmark = pytest.mark.django_db
 

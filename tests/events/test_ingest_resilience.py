@@ -1,0 +1,128 @@
+"""Ingestion when things go wrong: Redis flushed or unreachable, the database refusing
+writes, concurrent duplicates, and the single-event buffer's guarantees."""
+
+import threading
+
+import psycopg
+import pytest
+from django.db import connection
+from django.test import Client
+from rq.registry import ScheduledJobRegistry
+
+from analytics_platform.redis import redis_client
+from events.models import Event
+from events.queueing import BUFFER_KEY, ingest_queue
+from tests.helpers import assert_error, event, run_jobs, stored
+
+
+@pytest.mark.django_db
+@pytest.mark.redis
+def test_dedup_holds_after_a_redis_flush(redis_cache, post_events, project, jobs):
+    assert post_events([event("a"), event("b", eventId="id-b")]).json()["accepted"] == 2
+    jobs()
+    redis_cache.flushdb()
+    again = post_events([event("a"), event("b", eventId="id-b"), event("c")])
+    assert again.status_code == 202  # the fast path forgot; the constraint did not
+    jobs()
+    assert sorted(e.user_id for e in stored(project)) == ["a", "b", "c"]
+
+
+@pytest.mark.django_db
+def test_redis_unreachable_writes_synchronously(unreachable_redis_cache, post_events, project):
+    response = post_events([event("a"), event("b"), event("a")])
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 2, "duplicates": 1, "rejected": []}
+    assert sorted(e.user_id for e in stored(project)) == ["a", "b"]  # already stored, no worker involved
+    retried = post_events([event("a"), event("b")])
+    assert retried.json() == {"accepted": 0, "duplicates": 2, "rejected": []}
+    assert len(stored(project)) == 2
+
+
+def test_database_refusing_writes_with_redis_down_is_503_and_nothing_is_stored(
+    postgres, unreachable_redis_cache, post_events, project
+):
+    settings = postgres.settings_dict
+    holder = psycopg.connect(
+        host=settings["HOST"], port=settings["PORT"] or 5432, user=settings["USER"], dbname=settings["NAME"]
+    )
+    try:
+        holder.execute("LOCK TABLE events_event IN ACCESS EXCLUSIVE MODE")
+        with postgres.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '300ms'")
+        response = post_events([event("a"), event("b")])
+    finally:
+        holder.rollback()
+        holder.close()
+        with postgres.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")
+    assert_error(response, 503, "service_unavailable")
+    assert response["Retry-After"]
+    assert Event.objects.count() == 0
+    assert post_events([event("a"), event("b")]).json()["accepted"] == 2  # and a retry is welcome
+
+
+@pytest.mark.parametrize("redis_state", ["reachable", "unreachable"])
+def test_two_concurrent_requests_with_the_same_event_id_store_one_row(
+    postgres, redis_state, request, project, ingest_key
+):
+    request.getfixturevalue("redis_cache" if redis_state == "reachable" else "unreachable_redis_cache")
+    barrier = threading.Barrier(8)
+    bodies = []
+
+    def send(i):
+        try:
+            barrier.wait()
+            response = Client().post(
+                "/api/v1/events",
+                event(f"u{i}", eventId="same-id"),
+                content_type="application/json",
+                headers={"X-API-Key": ingest_key},
+            )
+            bodies.append(response.json())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if redis_state == "reachable":
+        run_jobs()
+    assert sum(b["accepted"] for b in bodies) == 1 and sum(b["duplicates"] for b in bodies) == 7
+    assert Event.objects.filter(event_id="same-id").count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.redis
+def test_single_events_are_coalesced_into_one_timed_drain(redis_cache, post_events, project, jobs, settings):
+    settings.EVENT_BUFFER_TIMEOUT_MS = 60_000
+    for i in range(40):
+        assert post_events(event(f"u{i}")).json()["accepted"] == 1
+    queue = ingest_queue()
+    assert queue.count == 0  # no job per event
+    assert ScheduledJobRegistry(queue=queue).count == 1  # one timer for the buffer
+    assert redis_client().llen(BUFFER_KEY) == 40
+    assert Event.objects.count() == 0
+    jobs()
+    assert Event.objects.count() == 40 and redis_client().llen(BUFFER_KEY) == 0
+    post_events(event("late"))
+    assert ScheduledJobRegistry(queue=queue).count == 1  # the next event arms a new timer
+    jobs()
+    assert Event.objects.count() == 41
+
+
+@pytest.mark.django_db
+@pytest.mark.redis
+def test_a_drain_killed_midway_is_finished_by_its_retry(redis_cache, post_events, project, jobs):
+    for i in range(5):
+        post_events(event(f"first{i}"))
+    client = redis_client()
+    (job_id,) = ScheduledJobRegistry(queue=ingest_queue()).get_job_ids()
+    # The job had taken the buffer and died before storing it:
+    client.rename(BUFFER_KEY, f"{BUFFER_KEY}:processing:{job_id}")
+    for i in range(3):
+        post_events(event(f"later{i}"))
+    jobs()
+    assert Event.objects.count() == 8
+    assert not list(client.scan_iter(f"{BUFFER_KEY}*"))
