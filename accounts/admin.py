@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
 from accounts.models import ApiKey, Organization, Project, Scope
-from accounts.services import api_key_issue, api_key_set_active
+from accounts.services import api_key_issue, api_key_set_active, api_keys_forget
 
 admin.site.site_header = "Event Analytics administration"
 admin.site.site_title = "Event Analytics"
@@ -53,6 +53,10 @@ class ProjectAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     inlines = [ApiKeyInline]
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        api_keys_forget(keys=obj.api_keys.all())  # cached keys carry their project
+
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
@@ -75,6 +79,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             super().save_model(request, obj, form, change)
+            api_keys_forget(keys=[obj])
         else:
             # Kept on the request only, to be shown once by response_add; never stored.
             request._api_key_plaintext = api_key_issue(api_key=obj)

@@ -13,6 +13,8 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
 
+from analytics_platform.redis import redis_client
+
 logger = structlog.get_logger(__name__)
 
 
@@ -40,8 +42,7 @@ def rate_limit_hit(*, api_key, now: float | None = None) -> RateLimitState | Non
     window_index = int(now // window)
     counter = f"ratelimit:{api_key.pk}:{window_index}"
     try:
-        cache.add(counter, 0, timeout=math.ceil(window) + 1)
-        count = cache.incr(counter)
+        count = _count(counter, math.ceil(window) + 1)
     except Exception as exc:  # any cache failure: fail open, loudly
         logger.warning("rate_limiter_unavailable", api_key_id=api_key.pk, error=type(exc).__name__)
         return None
@@ -49,6 +50,18 @@ def rate_limit_hit(*, api_key, now: float | None = None) -> RateLimitState | Non
     return RateLimitState(
         limit=limit, allowed=count <= limit, remaining=max(limit - count, 0), reset_seconds=max(reset, 1)
     )
+
+
+def _count(counter: str, ttl: int) -> int:
+    """Adds one to the window's counter: one round trip to Redis, or the local cache."""
+    client = redis_client()
+    if client is None:
+        cache.add(counter, 0, timeout=ttl)
+        return cache.incr(counter)
+    with client.pipeline(transaction=False) as pipe:
+        pipe.incr(counter)
+        pipe.expire(counter, ttl, nx=True)
+        return pipe.execute()[0]
 
 
 class ApiKeyRateThrottle(BaseThrottle):

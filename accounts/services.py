@@ -1,14 +1,18 @@
 from datetime import datetime, timedelta
 
+import structlog
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.keys import generate_key, hash_key, is_well_formed, key_prefix
 from accounts.models import ApiKey, Organization, Project, Scope, validate_timezone
+from accounts.selectors import api_key_cache_key, api_key_cache_put
 from analytics_platform.errors import InvalidInput
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+logger = structlog.get_logger(__name__)
 
 
 def _unique_slug(model, base: str) -> str:
@@ -59,7 +63,16 @@ def project_get_or_create(*, organization: Organization, name: str, timezone_nam
     elif timezone_name is not None and project.timezone != timezone_name:
         project.timezone = timezone_name
         project.save(update_fields=["timezone"])
+        api_keys_forget(keys=project.api_keys.all())
     return project
+
+
+def api_keys_forget(*, keys) -> None:
+    """Drops cached copies of these keys, so a change applies to the next request."""
+    try:
+        cache.delete_many([api_key_cache_key(key.key_hash) for key in keys])
+    except Exception as exc:  # entries expire within AUTH_CACHE_SECONDS anyway
+        logger.warning("api_key_cache_forget_failed", error=type(exc).__name__)
 
 
 def api_key_create(
@@ -95,6 +108,7 @@ def api_key_issue(*, api_key: ApiKey, plaintext: str | None = None) -> str:
 def api_key_set_active(*, api_key: ApiKey, is_active: bool) -> ApiKey:
     api_key.is_active = is_active
     api_key.save(update_fields=["is_active"])
+    api_keys_forget(keys=[api_key])
     return api_key
 
 
@@ -104,3 +118,4 @@ def api_key_touch(*, api_key: ApiKey, now: datetime | None = None) -> None:
     if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
+        api_key_cache_put(api_key)  # the cached copy carries the new time

@@ -5,6 +5,7 @@ import json
 from collections import defaultdict
 
 import redis
+from django.db import close_old_connections, connection
 from rq import get_current_job
 
 from accounts.models import Project
@@ -15,7 +16,15 @@ from events.services import events_persist
 DRAIN_CHUNK = 5000
 
 
+def _fresh_connection() -> None:
+    """A long-lived worker hands back or drops a broken connection before each job (never
+    one a surrounding transaction is using, as when a test runs the job in-process)."""
+    if not connection.in_atomic_block:
+        close_old_connections()
+
+
 def persist_events(project_id: int, rows_json: str) -> int:
+    _fresh_connection()
     return events_persist(project_id=project_id, rows=json.loads(rows_json))
 
 
@@ -23,6 +32,7 @@ def drain_buffer() -> int:
     """Takes the whole ingest buffer atomically (RENAME to a key named after this job) and
     stores it. Killed midway, the retried job finds its key again and finishes that work
     first; then it takes whatever was buffered since."""
+    _fresh_connection()
     client = redis_client()
     processing = f"{BUFFER_KEY}:processing:{get_current_job().id}"
     stored = _store_buffered(client, processing) if client.exists(processing) else 0
