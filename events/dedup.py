@@ -1,9 +1,12 @@
-"""The dedup fast path: one `SET key 1 NX EX 86400` per event id, all in one pipeline.
+"""The dedup fast path: one `SET key 1 NX EX 86400` per event id, all in one Lua call
+(one command for a whole batch: far cheaper to send than a pipeline of a thousand).
 
 It only spares the database work; the guarantee is the unique (project, event_id)
 constraint, which holds after the 24 h, after a Redis flush and between racing processes.
 Without Redis (the embedded default) the same claim is made in the local-memory cache.
 """
+
+from functools import lru_cache
 
 import structlog
 from django.core.cache import cache
@@ -24,10 +27,22 @@ def claim(project_id: int, event_ids: list[str]) -> list[bool]:
     client = redis_client()
     if client is None:
         return [cache.add(_key(project_id, event_id), 1, TTL_SECONDS) for event_id in event_ids]
-    with client.pipeline(transaction=False) as pipe:
-        for event_id in event_ids:
-            pipe.set(_key(project_id, event_id), 1, nx=True, ex=TTL_SECONDS)
-        return [bool(ok) for ok in pipe.execute()]
+    results = _claim_script(client)(keys=[_key(project_id, event_id) for event_id in event_ids], args=[TTL_SECONDS])
+    return [bool(ok) for ok in results]
+
+
+CLAIM_LUA = """
+local claimed = {}
+for i, key in ipairs(KEYS) do
+    claimed[i] = redis.call('SET', key, '1', 'NX', 'EX', ARGV[1]) and 1 or 0
+end
+return claimed
+"""
+
+
+@lru_cache(maxsize=4)
+def _claim_script(client):
+    return client.register_script(CLAIM_LUA)
 
 
 def release(project_id: int, event_ids: list[str]) -> None:
