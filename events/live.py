@@ -21,7 +21,7 @@ def event_message(row: list) -> dict:
         "eventId": event_id,
         "userId": user_id,
         "eventName": event_name,
-        "timestamp": timestamp,
+        "timestamp": timestamp.replace("+00:00", "Z"),  # stored rows are UTC
         "properties": json.loads(properties_json),
         "sessionId": session_id,
         "pageUrl": page_url,

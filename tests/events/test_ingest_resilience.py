@@ -126,3 +126,62 @@ def test_a_drain_killed_midway_is_finished_by_its_retry(redis_cache, post_events
     jobs()
     assert Event.objects.count() == 8
     assert not list(client.scan_iter(f"{BUFFER_KEY}*"))
+
+
+@pytest.mark.django_db
+@pytest.mark.redis
+def test_a_job_that_keeps_failing_retries_with_backoff_then_lands_in_the_failed_registry(redis_cache, project, jobs):
+    from rq.job import Job
+    from rq.registry import FailedJobRegistry
+
+    from events.queueing import RETRY, enqueue_rows
+
+    bad = [
+        [f"bad-{i}", "u", "x", "not a timestamp", "{}", None, None, None, None, "2024-01-01T00:00:00+00:00"]
+        for i in range(20)
+    ]
+    enqueue_rows(project.id, bad)
+    queue = ingest_queue()
+    (job_id,) = queue.job_ids
+    waits = []
+    for _ in range(RETRY.max):
+        jobs()
+        scheduled = ScheduledJobRegistry(queue=queue)
+        assert scheduled.get_job_ids() == [job_id]  # failed, and waiting to be retried
+        waits.append(scheduled.get_expiration_time(Job.fetch(job_id, connection=queue.connection)))
+    assert waits == sorted(waits)  # the backoff grows
+    jobs()
+    assert FailedJobRegistry(queue=queue).get_job_ids() == [job_id]
+    assert Event.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_stored_events_are_published_once_to_the_projects_group(post_events, project, jobs):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from events.live import project_group
+
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(project_group(project.id), channel)
+    post_events([event("a", properties={"k": 1}), event("b", sessionId="s1")])
+    jobs()
+    post_events([event("a", properties={"k": 1}), event("c")])  # "a" again: only "c" is new
+    jobs()
+
+    async def receive_all():  # one event loop for every receive, as a consumer has
+        import asyncio
+
+        messages = [await layer.receive(channel), await layer.receive(channel)]
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(layer.receive(channel), 0.3)
+        return messages
+
+    first, second = async_to_sync(receive_all)()
+    assert first["type"] == second["type"] == "events.stored"
+    assert [(e["userId"], e["eventName"], e["properties"], e["sessionId"]) for e in first["events"]] == [
+        ("a", "page_view", {"k": 1}, None),
+        ("b", "page_view", {}, "s1"),
+    ]
+    assert [e["userId"] for e in second["events"]] == ["c"]
