@@ -5,7 +5,10 @@ Tenancy is decided here and only here: the API key authenticates the request, it
 is simply not found (404, never 403). Views declare the scope they need.
 """
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics
+from rest_framework.response import Response
 
 
 class ProjectAPIView(generics.GenericAPIView):
@@ -26,3 +29,18 @@ class ProjectAPIView(generics.GenericAPIView):
             for header, value in state.headers().items():
                 response[header] = value
         return response
+
+
+class QueryAPIView(ProjectAPIView):
+    """A read endpoint that answers with one query runner: the query string (plus any path
+    parameters, under `path_params` names) goes to the runner, its result is the body."""
+
+    required_scope = "read"
+    runner = None
+    path_params: dict[str, str] = {}
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, **kwargs):
+        params = request.query_params.dict()
+        params.update({self.path_params[name]: value for name, value in kwargs.items()})
+        return Response(self.runner(project=self.project, params=params).run())

@@ -27,6 +27,7 @@ def api_not_found(request, *args, **kwargs):
 api_v1 = [
     path("", include("accounts.urls")),
     path("", include("events.urls")),
+    path("", include("retention.urls")),
 ]
 
 urlpatterns = [

@@ -1,13 +1,11 @@
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework.response import Response
 
-from analytics_platform.api import ProjectAPIView
-from analytics_platform.dates import parse_range
+from analytics_platform.api import ProjectAPIView, QueryAPIView
 from analytics_platform.errors import error_body
 from events.payload import client_ip, read_json_body
-from events.queries import event_summary
+from events.queries import JourneyQuery, MetricsQuery, SummaryQuery
 from events.serializers import (
-    DateRangeParamsSerializer,
     EventInSerializer,
     EventSummarySerializer,
     IngestResultSerializer,
@@ -44,12 +42,43 @@ class EventIngestView(ProjectAPIView):
         return Response({**result.as_body(), **body}, status=400)
 
 
-class EventSummaryView(ProjectAPIView):
-    required_scope = "read"
+def date_parameters(*extra: OpenApiParameter) -> list[OpenApiParameter]:
+    return [
+        OpenApiParameter(
+            "startDate", str, description="YYYY-MM-DD (project timezone) or ISO-8601; default 30 days ago"
+        ),
+        OpenApiParameter("endDate", str, description="Inclusive. YYYY-MM-DD or ISO-8601; default today"),
+        *extra,
+    ]
 
-    @extend_schema(parameters=[DateRangeParamsSerializer], responses=EventSummarySerializer)
-    def get(self, request):
-        start, end = parse_range(
-            request.query_params.get("startDate"), request.query_params.get("endDate"), self.project.tzinfo
+
+@extend_schema_view(get=extend_schema(parameters=date_parameters(), responses=EventSummarySerializer))
+class EventSummaryView(QueryAPIView):
+    runner = SummaryQuery
+
+
+@extend_schema_view(
+    get=extend_schema(
+        parameters=date_parameters(
+            OpenApiParameter("event", str, description="Only this event name (default: all events)"),
+            OpenApiParameter(
+                "interval", str, enum=["hour", "day", "week", "month", "hourly", "daily", "weekly", "monthly"]
+            ),
         )
-        return Response(event_summary(project=self.project, start=start, end=end))
+    )
+)
+class MetricsView(QueryAPIView):
+    runner = MetricsQuery
+
+
+@extend_schema_view(
+    get=extend_schema(
+        parameters=date_parameters(
+            OpenApiParameter("limit", int, description="1 to 1000 (more is clamped), default 100"),
+            OpenApiParameter("cursor", str, description="nextCursor of the previous page"),
+        )
+    )
+)
+class JourneyView(QueryAPIView):
+    runner = JourneyQuery
+    path_params = {"user_id": "userId"}

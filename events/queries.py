@@ -1,28 +1,211 @@
-from datetime import datetime
+"""Read-side analytics over events: summary, time-bucketed metrics, one user's journey."""
 
-from django.db.models import Count, Max, Min
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from analytics_platform.dates import iso_utc
+from django.db.models import Count, Max, Min, Q
+
+from analytics_platform.buckets import bucket_bounds, local_iso, parse_interval
+from analytics_platform.dates import iso_utc, parse_range
+from analytics_platform.errors import InvalidInput, NotFound
+from analytics_platform.queries import QueryRunner
+from analytics_platform.sql import fetch_all, ranges_cte
 from events.models import Event
 
 TOP_EVENTS = 10
 
 
-def event_summary(*, project, start: datetime, end: datetime) -> dict:
+def _event_name(raw: str | None, field: str) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if len(raw) > 200:
+        raise InvalidInput(f"{field} must be at most 200 characters.", details={field: raw[:50]})
+    return raw
+
+
+@dataclass(frozen=True)
+class SummaryParams:
+    start: datetime
+    end: datetime
+
+
+class SummaryQuery(QueryRunner):
     """Totals over [start, end), computed in the database."""
-    events = Event.objects.filter(project=project, timestamp__gte=start, timestamp__lt=end)
-    totals = events.aggregate(
-        total=Count("id"), users=Count("user_id", distinct=True), first=Min("timestamp"), last=Max("timestamp")
-    )
-    top = (
-        events.values("event_name")
-        .annotate(count=Count("id"), users=Count("user_id", distinct=True))
-        .order_by("-count", "event_name")[:TOP_EVENTS]
-    )
-    return {
-        "totalEvents": totals["total"],
-        "uniqueUsers": totals["users"],
-        "firstEventAt": iso_utc(totals["first"]),
-        "lastEventAt": iso_utc(totals["last"]),
-        "topEvents": [{"eventName": t["event_name"], "count": t["count"], "uniqueUsers": t["users"]} for t in top],
-    }
+
+    name = "summary"
+
+    def parse(self, raw) -> SummaryParams:
+        return SummaryParams(*parse_range(raw.get("startDate"), raw.get("endDate"), self.tz, now=self.now))
+
+    def calculate(self) -> dict:
+        p = self.params
+        events = Event.objects.filter(project=self.project, timestamp__gte=p.start, timestamp__lt=p.end)
+        totals = events.aggregate(
+            total=Count("id"), users=Count("user_id", distinct=True), first=Min("timestamp"), last=Max("timestamp")
+        )
+        top = (
+            events.values("event_name")
+            .annotate(count=Count("id"), users=Count("user_id", distinct=True))
+            .order_by("-count", "event_name")[:TOP_EVENTS]
+        )
+        return {
+            "totalEvents": totals["total"],
+            "uniqueUsers": totals["users"],
+            "firstEventAt": iso_utc(totals["first"]),
+            "lastEventAt": iso_utc(totals["last"]),
+            "topEvents": [{"eventName": t["event_name"], "count": t["count"], "uniqueUsers": t["users"]} for t in top],
+        }
+
+
+@dataclass(frozen=True)
+class MetricsParams:
+    event: str | None
+    interval: str
+    start: datetime
+    end: datetime
+
+
+class MetricsQuery(QueryRunner):
+    """Event counts and unique users per calendar bucket in the project's timezone. Each
+    bucket is a [lo, hi) range clipped to the query's range and joined to the events in SQL,
+    so the database does the counting and every bucket is present, empty ones as 0."""
+
+    name = "metrics"
+
+    def parse(self, raw) -> MetricsParams:
+        start, end = parse_range(raw.get("startDate"), raw.get("endDate"), self.tz, now=self.now)
+        return MetricsParams(_event_name(raw.get("event"), "event"), parse_interval(raw.get("interval")), start, end)
+
+    def calculate(self) -> dict:
+        p = self.params
+        bounds = bucket_bounds(p.interval, p.start, p.end, self.tz)
+        ranges = [(max(lo, p.start), min(hi, p.end)) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+        cte, params = ranges_cte("buckets", ranges)
+        event_filter = ""
+        params.append(self.project.id)
+        if p.event is not None:
+            event_filter = "AND e.event_name = %s"
+            params.append(p.event)
+        rows = fetch_all(
+            f"WITH {cte} SELECT b.idx, COUNT(e.id), COUNT(DISTINCT e.user_id) FROM buckets b "
+            f"JOIN events_event e ON e.project_id = %s AND e.timestamp >= b.lo AND e.timestamp < b.hi {event_filter} "
+            "GROUP BY b.idx",
+            params,
+        )
+        counts = {idx: (count, users) for idx, count, users in rows}
+        buckets = []
+        for i, lo in enumerate(bounds[:-1]):
+            count, users = counts.get(i, (0, 0))
+            buckets.append({"start": local_iso(lo, self.tz), "count": count, "uniqueUsers": users})
+        return {"event": p.event, "interval": p.interval, "timezone": self.project.timezone, "buckets": buckets}
+
+
+@dataclass(frozen=True)
+class JourneyParams:
+    user_id: str
+    start: datetime
+    end: datetime
+    limit: int
+    after: tuple[str, int] | None  # (timestamp ISO, id) of the last event already seen
+
+
+SESSION_GAP = timedelta(minutes=30)
+MAX_LIMIT = 1000
+
+
+def encode_cursor(moment: datetime, pk: int) -> str:
+    return base64.urlsafe_b64encode(f"{moment.isoformat()}|{pk}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(raw: str) -> tuple[str, int]:
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        moment, pk = text.rsplit("|", 1)
+        datetime.fromisoformat(moment)
+        return moment, int(pk)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput("cursor is not one this API returned.", details={"cursor": raw[:100]}) from None
+
+
+class JourneyQuery(QueryRunner):
+    """One user's events in time order, keyset-paginated on (timestamp, id), with sessions:
+    by sessionId, or for events without one, runs with gaps of at most 30 minutes."""
+
+    name = "journey"
+
+    def parse(self, raw) -> JourneyParams:
+        start, end = parse_range(raw.get("startDate"), raw.get("endDate"), self.tz, now=self.now)
+        try:
+            limit = int(raw.get("limit", 100))
+        except (TypeError, ValueError):
+            raise InvalidInput(
+                "limit must be a whole number from 1 to 1000.", details={"limit": raw.get("limit")}
+            ) from None
+        if limit < 1:
+            raise InvalidInput("limit must be a whole number from 1 to 1000.", details={"limit": limit})
+        cursor = raw.get("cursor")
+        return JourneyParams(
+            raw["userId"], start, end, min(limit, MAX_LIMIT), decode_cursor(cursor) if cursor else None
+        )
+
+    def calculate(self) -> dict:
+        p = self.params
+        mine = Event.objects.filter(project=self.project, user_id=p.user_id)
+        seen = mine.aggregate(first=Min("timestamp"), last=Max("timestamp"))
+        if seen["first"] is None:
+            raise NotFound(f"No events for user {p.user_id!r} in this project.")
+        in_range = mine.filter(timestamp__gte=p.start, timestamp__lt=p.end)
+        page = in_range.order_by("timestamp", "id")
+        if p.after:
+            moment = datetime.fromisoformat(p.after[0])
+            page = page.filter(Q(timestamp__gt=moment) | Q(timestamp=moment, id__gt=p.after[1]))
+        events = list(
+            page.values("id", "event_id", "event_name", "timestamp", "properties", "session_id", "page_url")[
+                : p.limit + 1
+            ]
+        )
+        more = len(events) > p.limit
+        events = events[: p.limit]
+        return {
+            "userId": p.user_id,
+            "firstSeen": iso_utc(seen["first"]),
+            "lastSeen": iso_utc(seen["last"]),
+            "totalEvents": in_range.count(),
+            "events": [
+                {
+                    "eventId": e["event_id"],
+                    "userId": p.user_id,
+                    "eventName": e["event_name"],
+                    "timestamp": iso_utc(e["timestamp"]),
+                    "properties": e["properties"],
+                    "sessionId": e["session_id"],
+                    "pageUrl": e["page_url"],
+                }
+                for e in events
+            ],
+            "sessions": self._sessions(in_range),
+            "nextCursor": encode_cursor(events[-1]["timestamp"], events[-1]["id"]) if more else None,
+        }
+
+    @staticmethod
+    def _sessions(in_range) -> list[dict]:
+        named = (
+            in_range.exclude(session_id=None)
+            .values("session_id")
+            .annotate(start=Min("timestamp"), end=Max("timestamp"), count=Count("id"))
+        )
+        sessions = [
+            {"sessionId": s["session_id"], "start": s["start"], "end": s["end"], "eventCount": s["count"]}
+            for s in named
+        ]
+        current = None
+        for moment in in_range.filter(session_id=None).order_by("timestamp", "id").values_list("timestamp", flat=True):
+            if current is None or moment - current["end"] > SESSION_GAP:
+                current = {"sessionId": None, "start": moment, "end": moment, "eventCount": 0}
+                sessions.append(current)
+            current["end"] = moment
+            current["eventCount"] += 1
+        sessions.sort(key=lambda s: (s["start"], s["sessionId"] or ""))
+        return [{**s, "start": iso_utc(s["start"]), "end": iso_utc(s["end"])} for s in sessions]

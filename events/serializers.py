@@ -38,8 +38,3 @@ class EventSummarySerializer(serializers.Serializer):
     firstEventAt = serializers.DateTimeField(allow_null=True)
     lastEventAt = serializers.DateTimeField(allow_null=True)
     topEvents = TopEventSerializer(many=True)
-
-
-class DateRangeParamsSerializer(serializers.Serializer):
-    startDate = serializers.CharField(required=False, help_text="YYYY-MM-DD (project timezone) or ISO-8601.")
-    endDate = serializers.CharField(required=False, help_text="Inclusive. YYYY-MM-DD or ISO-8601.")

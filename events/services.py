@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import structlog
 from django.conf import settings
-from django.core.cache import cache
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from analytics_platform.data_version import project_data_version_bump
 from analytics_platform.errors import InvalidInput, PayloadTooLarge, ServiceUnavailable
 from analytics_platform.redis import REDIS_DOWN
 from events import dedup, queueing
@@ -36,26 +36,6 @@ class IngestResult:
 
     def as_body(self) -> dict:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
-
-
-def data_version_key(project_id: int) -> str:
-    return f"data-version:{project_id}"
-
-
-def project_data_version(*, project_id: int) -> int:
-    return cache.get(data_version_key(project_id), 0)
-
-
-def project_data_version_bump(*, project_id: int) -> None:
-    key = data_version_key(project_id)
-    try:
-        try:
-            cache.incr(key)
-        except ValueError:  # first bump, or the cache was flushed
-            if not cache.add(key, 1, timeout=None):
-                cache.incr(key)
-    except Exception as exc:  # cached results then expire by their TTL instead
-        logger.warning("data_version_bump_failed", project_id=project_id, error=type(exc).__name__)
 
 
 def events_persist(*, project_id: int, rows: list[list], publish: bool = True) -> int:

@@ -67,3 +67,30 @@ def stored(project) -> list:
 
 def event(user="u1", name="page_view", ts="2024-01-01T10:00:00Z", **fields) -> dict:
     return {"userId": user, "eventName": name, "timestamp": ts, **fields}
+
+
+def store_events(project, events) -> None:
+    """Stores (user, event name, aware datetime[, properties[, session id]]) tuples directly
+    through the persistence service, as the worker would."""
+    from datetime import UTC, datetime
+
+    from events.services import events_persist
+    from events.validation import validate_event
+
+    rows = []
+    for i, (user, name, moment, *rest) in enumerate(events):
+        raw = {
+            "userId": user,
+            "eventName": name,
+            "timestamp": moment.isoformat(),
+            "eventId": f"t{i}-{moment.timestamp()}",
+        }
+        if rest:
+            raw["properties"] = rest[0]
+        if len(rest) > 1:
+            raw["sessionId"] = rest[1]
+        row, errors = validate_event(raw, received_at=datetime(2030, 1, 1, tzinfo=UTC), client_ip=None, user_agent=None)
+        assert errors is None, errors
+        rows.append(row.as_job_row())
+    for start in range(0, len(rows), 2000):
+        events_persist(project_id=project.id, rows=rows[start : start + 2000], publish=False)

@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 import pytest
 from django.test import override_settings
 
+from analytics_platform.data_version import project_data_version
 from events.models import Event
-from events.services import project_data_version
 from tests.helpers import assert_error, event, stored
 
 pytestmark = pytest.mark.django_db

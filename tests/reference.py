@@ -1,0 +1,140 @@
+"""Brute-force references for the analytics runners: plain loops over a list of events,
+slow and obviously right, sharing no code with the application.
+
+Calendar boundaries are found by stepping through time in 15-minute steps and keeping the
+instants whose local wall-clock time starts a bucket, which handles DST and half-hour
+zones without any cleverness."""
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+STEP = timedelta(minutes=15)
+
+
+def _starts_bucket(local: datetime, interval: str) -> bool:
+    if local.minute or local.second or local.microsecond:
+        return False
+    if interval == "hour":
+        return True
+    if local.hour:
+        return False
+    if interval == "day":
+        return True
+    if interval == "week":
+        return local.weekday() == 0
+    return local.day == 1  # month
+
+
+def boundaries(interval: str, tz: ZoneInfo, first: datetime, last: datetime) -> list[datetime]:
+    """Every bucket start (UTC) from the last one at or before `first` to the first one after `last`."""
+    moment = first.replace(second=0, microsecond=0) - timedelta(minutes=first.minute % 15)
+    found = []
+    back = moment
+    while True:  # the last start at or before `first`
+        if _starts_bucket(back.astimezone(tz), interval):
+            found.append(back)
+            break
+        back -= STEP
+    moment = back + STEP
+    while True:
+        if _starts_bucket(moment.astimezone(tz), interval):
+            found.append(moment)
+            if moment > last:
+                return found
+        moment += STEP
+
+
+def _index(bounds: list[datetime], moment: datetime) -> int:
+    return max(i for i, b in enumerate(bounds) if b <= moment)
+
+
+def metrics(events, tz: ZoneInfo, interval: str, start: datetime, end: datetime, event: str | None = None):
+    bounds = boundaries(interval, tz, start, end - timedelta(microseconds=1))
+    counts, users = defaultdict(int), defaultdict(set)
+    for user, name, moment in events:
+        if start <= moment < end and (event is None or name == event):
+            i = _index(bounds, moment)
+            counts[i] += 1
+            users[i].add(user)
+    return [
+        {"start": bounds[i].astimezone(tz).isoformat(), "count": counts[i], "uniqueUsers": len(users[i])}
+        for i in range(len(bounds) - 1)
+    ]
+
+
+def retention(events, tz, *, period, periods, kind, cumulative, start, end, now, cohort=None, returns=None):
+    cohort_bounds = boundaries(period, tz, start, end - timedelta(microseconds=1))
+    n_cohorts = len(cohort_bounds) - 1
+    bounds = cohort_bounds[:]
+    while len(bounds) < n_cohorts + periods + 1:
+        bounds = boundaries(period, tz, bounds[0], bounds[-1] + timedelta(days=1))[: n_cohorts + periods + 1]
+    members = set()  # (user, cohort index)
+    if kind == "first_time":
+        first = {}
+        for user, name, moment in events:
+            if cohort is None or name == cohort:
+                first[user] = min(first.get(user, moment), moment)
+        for user, moment in first.items():
+            if start <= moment < end:
+                members.add((user, _index(bounds, moment)))
+    else:
+        for user, name, moment in events:
+            if (cohort is None or name == cohort) and start <= moment < end:
+                members.add((user, _index(bounds, moment)))
+    came_back = defaultdict(set)  # (user, cohort index) -> k values
+    for user, name, moment in events:
+        if (returns is None or name == returns) and bounds[0] <= moment < bounds[-1]:
+            r = _index(bounds, moment)
+            for c in range(n_cohorts):
+                if (user, c) in members and 1 <= r - c <= periods:
+                    came_back[(user, c)].add(r - c)
+    rows = []
+    for c in range(n_cohorts):
+        size = sum(1 for (_, mc) in members if mc == c)
+        retained = [size]
+        for k in range(1, periods + 1):
+            if bounds[c + k + 1] > now:
+                retained.append(None)
+            elif cumulative:
+                retained.append(sum(1 for (u, mc) in members if mc == c and max(came_back[(u, mc)], default=0) >= k))
+            else:
+                retained.append(sum(1 for (u, mc) in members if mc == c and k in came_back[(u, mc)]))
+        rates = [None if n is None else (n / size if size else 0.0) for n in retained]
+        rows.append(
+            {
+                "cohortStart": bounds[c].astimezone(tz).date().isoformat(),
+                "size": size,
+                "retained": retained,
+                "rates": rates,
+            }
+        )
+    average = []
+    for k in range(periods + 1):
+        done = [r for r in rows if r["retained"][k] is not None]
+        total = sum(r["size"] for r in done)
+        average.append(sum(r["retained"][k] for r in done) / total if total else None)
+    return rows, average
+
+
+def sessions(events, gap=timedelta(minutes=30)):
+    """events: (moment, session_id) in time order, within the range."""
+    named, out, current = {}, [], None
+    for moment, session in events:
+        if session is not None:
+            s = named.setdefault(session, {"sessionId": session, "start": moment, "end": moment, "eventCount": 0})
+            s["start"], s["end"] = min(s["start"], moment), max(s["end"], moment)
+            s["eventCount"] += 1
+        else:
+            if current is None or moment - current["end"] > gap:
+                current = {"sessionId": None, "start": moment, "end": moment, "eventCount": 0}
+                out.append(current)
+            current["end"] = moment
+            current["eventCount"] += 1
+    out += named.values()
+    out.sort(key=lambda s: (s["start"], s["sessionId"] or ""))
+    return [{**s, "start": iso(s["start"]), "end": iso(s["end"])} for s in out]
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
