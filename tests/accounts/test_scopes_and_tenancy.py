@@ -15,6 +15,8 @@ ENDPOINTS = [
     ("delete", "/api/v1/keys/{key_id}", "admin"),
     ("post", "/api/v1/events", "ingest"),
     ("get", "/api/v1/events/summary", "read"),
+    ("get", "/api/v1/metrics", "read"),
+    ("get", "/api/v1/retention", "read"),
 ]
 PAYLOADS = {
     "/api/v1/keys": {"name": "n", "scopes": ["read"]},
