@@ -88,13 +88,15 @@ class MetricsQuery(QueryRunner):
         if p.event is not None:
             event_filter = "AND e.event_name = %s"
             params.append(p.event)
+        # (bucket, user) pairs first, hashed; then per bucket: events and distinct users.
         rows = fetch_all(
-            f"WITH {cte} SELECT b.idx, COUNT(e.id), COUNT(DISTINCT e.user_id) FROM buckets b "
-            f"JOIN events_event e ON e.project_id = %s AND e.timestamp >= b.lo AND e.timestamp < b.hi {event_filter} "
-            "GROUP BY b.idx",
+            f"WITH {cte} SELECT idx, SUM(n), COUNT(*) FROM ("
+            "SELECT b.idx, e.user_id, COUNT(*) AS n FROM buckets b JOIN events_event e "
+            f"ON e.project_id = %s AND e.timestamp >= b.lo AND e.timestamp < b.hi {event_filter} "
+            "GROUP BY b.idx, e.user_id) pairs GROUP BY idx",
             params,
         )
-        counts = {idx: (count, users) for idx, count, users in rows}
+        counts = {idx: (int(count), users) for idx, count, users in rows}  # SUM is numeric on PostgreSQL
         buckets = []
         for i, lo in enumerate(bounds[:-1]):
             count, users = counts.get(i, (0, 0))
