@@ -12,7 +12,6 @@ BENCH_EXPLAIN=1 to print EXPLAIN (ANALYZE, BUFFERS) of each query's SQL.
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -34,8 +33,14 @@ def database_url(name: str) -> str:
 
 
 def env_for(db: str) -> dict:
-    return {**os.environ, "DATABASE_URL": database_url(db), "REDIS_URL": REDIS_URL, "SECRET_KEY": "bench",
-            "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "analytics_platform.settings"}
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url(db),
+        "REDIS_URL": REDIS_URL,
+        "SECRET_KEY": "bench",
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "analytics_platform.settings",
+    }
 
 
 def ensure_seeded(size: int) -> str:
@@ -51,11 +56,32 @@ def ensure_seeded(size: int) -> str:
     if count != size:
         with psycopg.connect(database_url(db), autocommit=True) as conn:
             conn.execute("TRUNCATE events_event")
-        subprocess.run([sys.executable, "manage.py", "setup", "--no-migrate", "-v0"], cwd=ROOT, env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "manage.py", "setup", "--no-migrate", "-v0"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         started = time.perf_counter()
-        subprocess.run([sys.executable, "manage.py", "seed", "--events", str(size), "--users", str(USERS),
-                        "--days", str(DAYS), "--seed", str(SEED)], cwd=ROOT, env=env, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "manage.py",
+                "seed",
+                "--events",
+                str(size),
+                "--users",
+                str(USERS),
+                "--days",
+                str(DAYS),
+                "--seed",
+                str(SEED),
+            ],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
         print(f"seeded {size} events in {time.perf_counter() - started:.0f} s")
         with psycopg.connect(database_url(db), autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE events_event")
@@ -65,9 +91,13 @@ def ensure_seeded(size: int) -> str:
 QUERIES = {
     "metrics, daily, 60 days, all events": ("events.queries.MetricsQuery", {"interval": "day", "days_back": 60}),
     "metrics, daily, 60 days, one event": (
-        "events.queries.MetricsQuery", {"interval": "day", "days_back": 60, "event": "purchase"}),
+        "events.queries.MetricsQuery",
+        {"interval": "day", "days_back": 60, "event": "purchase"},
+    ),
     "retention, daily, 14 periods over 30 days": (
-        "retention.queries.RetentionQuery", {"period": "day", "periods": "14", "days_back": 30, "cohort": "signup"}),
+        "retention.queries.RetentionQuery",
+        {"period": "day", "periods": "14", "days_back": 30, "cohort": "signup"},
+    ),
     "journey, one user's first page": ("events.queries.JourneyQuery", {"days_back": 60, "userId": "user_0000042"}),
 }
 
@@ -102,10 +132,11 @@ for label, (path, spec) in {QUERIES!r}.items():
                   "cached_ms": round(cached * 1000, 2)}}
 print("RESULT" + json.dumps(out))
 """
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env_for(db), check=True, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env_for(db), check=True, capture_output=True, text=True
+    )
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT"))
-    return json.loads(line[len("RESULT"):])
+    return json.loads(line[len("RESULT") :])
 
 
 def main():
@@ -119,7 +150,9 @@ def main():
     labels = list(QUERIES)
     print(f"{'':44}" + "".join(f"{f'{s:,} events':>24}" for s in SIZES))
     for label in labels:
-        cells = "".join(f"{r[label]['median_cold_ms']:>14} / {r[label]['cached_ms']:>6}" for r in report["sizes"].values())
+        cells = "".join(
+            f"{r[label]['median_cold_ms']:>14} / {r[label]['cached_ms']:>6}" for r in report["sizes"].values()
+        )
         print(f"{label:44}{cells}")
     print(f"written to {out.relative_to(ROOT)}")
 
