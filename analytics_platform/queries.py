@@ -19,6 +19,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from analytics_platform.data_version import project_data_version
+from analytics_platform.errors import InvalidInput
 
 logger = structlog.get_logger(__name__)
 
@@ -84,3 +85,12 @@ def _cache_set(key, value) -> None:
         cache.set(key, value, settings.CACHE_TTL_SECONDS)
     except Exception as exc:
         logger.warning("query_cache_unavailable", error=type(exc).__name__)
+
+
+def event_name_param(raw: str | None, field: str) -> str | None:
+    """An optional event-name parameter: empty means "any event"."""
+    if not raw:
+        return None
+    if len(raw) > 200:
+        raise InvalidInput(f"{field} must be at most 200 characters.", details={field: raw[:50]})
+    return raw

@@ -10,19 +10,11 @@ from django.db.models import Count, Max, Min, Q
 from analytics_platform.buckets import bucket_bounds, local_iso, parse_interval
 from analytics_platform.dates import iso_utc, parse_range
 from analytics_platform.errors import InvalidInput, NotFound
-from analytics_platform.queries import QueryRunner
+from analytics_platform.queries import QueryRunner, event_name_param
 from analytics_platform.sql import fetch_all, ranges_cte
 from events.models import Event
 
 TOP_EVENTS = 10
-
-
-def _event_name(raw: str | None, field: str) -> str | None:
-    if raw is None or raw == "":
-        return None
-    if len(raw) > 200:
-        raise InvalidInput(f"{field} must be at most 200 characters.", details={field: raw[:50]})
-    return raw
 
 
 @dataclass(frozen=True)
@@ -76,7 +68,9 @@ class MetricsQuery(QueryRunner):
 
     def parse(self, raw) -> MetricsParams:
         start, end = parse_range(raw.get("startDate"), raw.get("endDate"), self.tz, now=self.now)
-        return MetricsParams(_event_name(raw.get("event"), "event"), parse_interval(raw.get("interval")), start, end)
+        return MetricsParams(
+            event_name_param(raw.get("event"), "event"), parse_interval(raw.get("interval")), start, end
+        )
 
     def calculate(self) -> dict:
         p = self.params

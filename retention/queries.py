@@ -16,7 +16,7 @@ from datetime import datetime
 from analytics_platform.buckets import bucket_bounds, next_bucket, parse_interval
 from analytics_platform.dates import parse_range
 from analytics_platform.errors import InvalidInput
-from analytics_platform.queries import QueryRunner
+from analytics_platform.queries import QueryRunner, event_name_param
 from analytics_platform.sql import fetch_all, ranges_cte, ts
 
 MAX_PERIODS = 400
@@ -34,14 +34,6 @@ class RetentionParams:
     cumulative: bool
     start: datetime
     end: datetime
-
-
-def _optional_event(raw: str | None, field: str) -> str | None:
-    if not raw:
-        return None
-    if len(raw) > 200:
-        raise InvalidInput(f"{field} must be at most 200 characters.", details={field: raw[:50]})
-    return raw
 
 
 def _int(raw, field: str, low: int, high: int) -> int:
@@ -71,8 +63,8 @@ class RetentionQuery(QueryRunner):
         if cumulative not in TRUE | FALSE:
             raise InvalidInput("cumulative must be true or false.", details={"cumulative": raw.get("cumulative")})
         return RetentionParams(
-            cohort=_optional_event(raw.get("cohort"), "cohort"),
-            return_event=_optional_event(raw.get("returnEvent"), "returnEvent"),
+            cohort=event_name_param(raw.get("cohort"), "cohort"),
+            return_event=event_name_param(raw.get("returnEvent"), "returnEvent"),
             period=period,
             periods=periods,
             type=kind,
