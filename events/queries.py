@@ -11,7 +11,7 @@ from analytics_platform.buckets import bucket_bounds, local_iso, parse_interval
 from analytics_platform.dates import iso_utc, parse_range
 from analytics_platform.errors import InvalidInput, NotFound
 from analytics_platform.queries import QueryRunner, event_name_param
-from analytics_platform.sql import fetch_all, ranges_cte
+from analytics_platform.sql import events_by_bucket, fetch_all
 from events.models import Event
 
 TOP_EVENTS = 10
@@ -75,19 +75,11 @@ class MetricsQuery(QueryRunner):
     def calculate(self) -> dict:
         p = self.params
         bounds = bucket_bounds(p.interval, p.start, p.end, self.tz)
-        ranges = [(max(lo, p.start), min(hi, p.end)) for lo, hi in zip(bounds, bounds[1:], strict=False)]
-        cte, params = ranges_cte("buckets", ranges)
-        event_filter = ""
-        params.append(self.project.id)
-        if p.event is not None:
-            event_filter = "AND e.event_name = %s"
-            params.append(p.event)
+        events, params = events_by_bucket(bounds, project_id=self.project.id, lo=p.start, hi=p.end, event_name=p.event)
         # (bucket, user) pairs first, hashed; then per bucket: events and distinct users.
         rows = fetch_all(
-            f"WITH {cte} SELECT idx, SUM(n), COUNT(*) FROM ("
-            "SELECT b.idx, e.user_id, COUNT(*) AS n FROM buckets b JOIN events_event e "
-            f"ON e.project_id = %s AND e.timestamp >= b.lo AND e.timestamp < b.hi {event_filter} "
-            "GROUP BY b.idx, e.user_id) pairs GROUP BY idx",
+            f"SELECT idx, SUM(n), COUNT(*) FROM (SELECT idx, user_id, COUNT(*) AS n FROM ({events}) x "
+            "GROUP BY idx, user_id) pairs GROUP BY idx",
             params,
         )
         counts = {idx: (int(count), users) for idx, count, users in rows}  # SUM is numeric on PostgreSQL

@@ -17,7 +17,7 @@ from analytics_platform.buckets import bucket_bounds, next_bucket, parse_interva
 from analytics_platform.dates import parse_range
 from analytics_platform.errors import InvalidInput
 from analytics_platform.queries import QueryRunner, event_name_param
-from analytics_platform.sql import fetch_all, ranges_cte, ts
+from analytics_platform.sql import events_by_bucket, fetch_all, ts
 
 MAX_PERIODS = 400
 TYPES = ("first_time", "recurring")
@@ -111,32 +111,29 @@ class RetentionQuery(QueryRunner):
 
     def _count(self, bounds: list[datetime], cohorts: int) -> tuple[dict, dict]:
         p = self.params
-        cte, params = ranges_cte("periods", list(zip(bounds, bounds[1:], strict=False)))
-        cohort_filter = "AND e.event_name = %s" if p.cohort is not None else ""
-        return_filter = "AND e.event_name = %s" if p.return_event is not None else ""
+        project = self.project.id
+        cohort_events, params = events_by_bucket(bounds, project_id=project, lo=p.start, hi=p.end, event_name=p.cohort)
         if p.type == "first_time":
+            # users whose first-ever cohort event is inside the range; its period is the
+            # earliest period among their cohort events in the range
+            firsts_filter = "AND e.event_name = %s" if p.cohort is not None else ""
             cohort_sql = (
-                "firsts AS (SELECT e.user_id, MIN(e.timestamp) AS first_at FROM events_event e "
-                f"WHERE e.project_id = %s {cohort_filter} GROUP BY e.user_id "
-                "HAVING MIN(e.timestamp) >= %s AND MIN(e.timestamp) < %s), "
-                "cohort AS (SELECT f.user_id, p.idx AS cidx FROM firsts f "
-                "JOIN periods p ON f.first_at >= p.lo AND f.first_at < p.hi)"
+                f"firsts AS (SELECT e.user_id FROM events_event e WHERE e.project_id = %s {firsts_filter} "
+                "GROUP BY e.user_id HAVING MIN(e.timestamp) >= %s AND MIN(e.timestamp) < %s), "
+                f"cohort AS (SELECT x.user_id, MIN(x.idx) AS cidx FROM ({cohort_events}) x "
+                "WHERE x.user_id IN (SELECT user_id FROM firsts) GROUP BY x.user_id)"
             )
+            params = [project, *([p.cohort] if p.cohort is not None else []), ts(p.start), ts(p.end), *params]
         else:
-            cohort_sql = (
-                "cohort AS (SELECT DISTINCT e.user_id, p.idx AS cidx FROM events_event e "
-                "JOIN periods p ON e.timestamp >= p.lo AND e.timestamp < p.hi "
-                f"WHERE e.project_id = %s {cohort_filter} AND e.timestamp >= %s AND e.timestamp < %s)"
-            )
-        params += [self.project.id, *([p.cohort] if p.cohort is not None else []), ts(p.start), ts(p.end)]
-        returns_sql = (
-            "returns AS (SELECT DISTINCT e.user_id, p.idx AS ridx FROM events_event e "
-            "JOIN periods p ON e.timestamp >= p.lo AND e.timestamp < p.hi "
-            f"WHERE e.project_id = %s {return_filter} AND e.timestamp >= %s AND e.timestamp < %s "
-            "AND e.user_id IN (SELECT user_id FROM cohort))"
+            cohort_sql = f"cohort AS (SELECT DISTINCT x.user_id, x.idx AS cidx FROM ({cohort_events}) x)"
+        return_events, return_params = events_by_bucket(
+            bounds, project_id=project, lo=bounds[1], hi=bounds[-1], event_name=p.return_event
         )
-        params += [self.project.id, *([p.return_event] if p.return_event is not None else [])]
-        params += [ts(bounds[1]), ts(bounds[-1])]
+        returns_sql = (
+            f"returns AS (SELECT DISTINCT x.user_id, x.idx AS ridx FROM ({return_events}) x "
+            "WHERE x.user_id IN (SELECT user_id FROM cohort))"
+        )
+        params += return_params
         pairs = (
             "SELECT c.user_id, c.cidx, r.ridx - c.cidx AS k FROM cohort c "
             "JOIN returns r ON r.user_id = c.user_id AND r.ridx > c.cidx AND r.ridx <= c.cidx + %s"
@@ -147,7 +144,7 @@ class RetentionQuery(QueryRunner):
             counted = f"SELECT cidx, k FROM ({pairs}) pairs"
         params.append(p.periods)
         rows = fetch_all(
-            f"WITH {cte}, {cohort_sql}, {returns_sql} "
+            f"WITH {cohort_sql}, {returns_sql} "
             "SELECT cidx, -1 AS k, COUNT(*) FROM cohort GROUP BY cidx "
             f"UNION ALL SELECT cidx, k, COUNT(*) FROM ({counted}) counted GROUP BY cidx, k",
             params,
