@@ -124,8 +124,9 @@ if DATABASE_URL:
         # connections would pile up; a per-process pool hands them back after each request.
         options = DATABASES["default"].setdefault("OPTIONS", {})
         options["pool"] = {"min_size": 1, "max_size": env_int("DATABASE_POOL_SIZE", 10), "timeout": 10}
-        # JIT compilation cost ~170 ms per analytics query here and saved nothing.
-        options.setdefault("options", "-c jit=off")
+        # JIT compilation cost ~170 ms per analytics query here and saved nothing; the
+        # analytics' hash aggregates spill to disk at the default 4 MB of work_mem.
+        options.setdefault("options", f"-c jit=off -c work_mem={env_int('DATABASE_WORK_MEM_MB', 64)}MB")
 else:
     DATABASES = {
         "default": {
