@@ -60,6 +60,8 @@ RATE_LIMIT_MAX_REQUESTS = env_int("RATE_LIMIT_MAX_REQUESTS", 100)
 EVENT_BATCH_SIZE = env_int("EVENT_BATCH_SIZE", 1000)
 EVENT_BUFFER_TIMEOUT_MS = env_int("EVENT_BUFFER_TIMEOUT_MS", 5000)
 CACHE_TTL_SECONDS = env_int("CACHE_TTL_SECONDS", 300)
+# Answer whole-day metrics and retention from the daily rollups (events.rollups).
+ANALYTICS_USE_ROLLUPS = env_bool("ANALYTICS_USE_ROLLUPS", True)
 # Threads per web process running Django's (synchronous) request handling.
 HTTP_THREADS = env_int("HTTP_THREADS", 8)
 # Proxies (IPs or CIDRs) whose X-Forwarded-For is believed for the client's address.

@@ -1,5 +1,6 @@
 """The few places where SQLite and PostgreSQL differ for the analytics SQL."""
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
@@ -11,32 +12,55 @@ def ts(moment: datetime):
     return connection.ops.adapt_datetimefield_value(moment)
 
 
-def events_by_bucket(
-    bounds: list[datetime], *, project_id: int, lo: datetime, hi: datetime, event_name: str | None = None
-) -> tuple[str, list]:
-    """A subquery of (idx, user_id): one row per event of the project in [lo, hi), where idx
-    is the bucket holding it, bounds[idx] <= timestamp < bounds[idx + 1].
+@dataclass(frozen=True)
+class Source:
+    """Where per-user activity is read from: the events themselves, or a daily rollup
+    (events.rollups) whose time column is a local date and whose rows carry a count."""
+
+    table: str
+    time_column: str
+    count: str  # per-row event count
+    dates: bool  # the time column holds local dates, the bounds must too
+    by_event: bool  # has an event_name column
+
+
+EVENTS = Source("events_event", "timestamp", "1", dates=False, by_event=True)
+USER_DAYS = Source("events_userday", "day", "events", dates=True, by_event=False)
+USER_DAY_EVENTS = Source("events_userdayevent", "day", "events", dates=True, by_event=True)
+
+
+def param(source: Source, value):
+    if source.dates:
+        return connection.ops.adapt_datefield_value(value)
+    return ts(value)
+
+
+def activity_by_bucket(source: Source, bounds: list, *, project_id: int, lo, hi, event_name: str | None = None):
+    """A subquery of (idx, user_id, n): the source's rows for the project in [lo, hi), with
+    idx the bucket holding each, bounds[idx] <= time < bounds[idx + 1], and n its events.
 
     PostgreSQL finds the bucket with `width_bucket` over the sorted bounds during a single
-    index scan; SQLite has no such function and joins the events to the numbered ranges."""
-    where = "e.project_id = %s AND e.timestamp >= %s AND e.timestamp < %s"
-    params: list = [project_id, ts(lo), ts(hi)]
+    index scan; SQLite has no such function and joins the rows to the numbered ranges."""
+    time = f"e.{source.time_column}"
+    where = f"e.project_id = %s AND {time} >= %s AND {time} < %s"
+    params: list = [project_id, param(source, lo), param(source, hi)]
     if event_name is not None:
         where += " AND e.event_name = %s"
         params.append(event_name)
+    columns = f"e.user_id, {source.count} AS n"
     if connection.vendor == "postgresql":
+        array_type = "date[]" if source.dates else "timestamptz[]"
         return (
-            "SELECT width_bucket(e.timestamp, %s::timestamptz[]) - 1 AS idx, e.user_id "
-            f"FROM events_event e WHERE {where}",
+            f"SELECT width_bucket({time}, %s::{array_type}) - 1 AS idx, {columns} FROM {source.table} e WHERE {where}",
             [list(bounds), *params],
         )
     rows, range_params = [], []
     for idx, (start, end) in enumerate(zip(bounds, bounds[1:], strict=False)):
         rows.append("(%s, %s, %s)")
-        range_params.extend([idx, ts(start), ts(end)])
+        range_params.extend([idx, param(source, start), param(source, end)])
     return (
-        f"SELECT b.column1 AS idx, e.user_id FROM (VALUES {', '.join(rows)}) b "
-        f"JOIN events_event e ON e.timestamp >= b.column2 AND e.timestamp < b.column3 WHERE {where}",
+        f"SELECT b.column1 AS idx, {columns} FROM (VALUES {', '.join(rows)}) b "
+        f"JOIN {source.table} e ON {time} >= b.column2 AND {time} < b.column3 WHERE {where}",
         [*range_params, *params],
     )
 

@@ -11,6 +11,7 @@ from rq import get_current_job
 from accounts.models import Project
 from analytics_platform.redis import redis_client
 from events.queueing import BUFFER_KEY, rearm_if_pending
+from events.rollups import rollups_rebuild
 from events.services import events_persist
 
 DRAIN_CHUNK = 5000
@@ -59,3 +60,8 @@ def _store_buffered(client, key: str) -> int:
             stored += events_persist(project_id=project_id, rows=rows[start : start + DRAIN_CHUNK])
     client.delete(key)
     return stored
+
+
+def rebuild_rollups(project_id: int) -> None:
+    _fresh_connection()
+    rollups_rebuild(project_id=project_id)

@@ -11,8 +11,9 @@ from analytics_platform.buckets import bucket_bounds, local_iso, parse_interval
 from analytics_platform.dates import iso_utc, parse_range
 from analytics_platform.errors import InvalidInput, NotFound
 from analytics_platform.queries import QueryRunner, event_name_param
-from analytics_platform.sql import events_by_bucket, fetch_all
+from analytics_platform.sql import EVENTS, activity_by_bucket, fetch_all
 from events.models import Event
+from events.rollups import as_local_dates, rollup_source
 
 TOP_EVENTS = 10
 
@@ -75,10 +76,19 @@ class MetricsQuery(QueryRunner):
     def calculate(self) -> dict:
         p = self.params
         bounds = bucket_bounds(p.interval, p.start, p.end, self.tz)
-        events, params = events_by_bucket(bounds, project_id=self.project.id, lo=p.start, hi=p.end, event_name=p.event)
+        self.source = rollup_source(
+            project=self.project, start=p.start, end=p.end, interval=p.interval, event_name=p.event
+        )
+        if self.source is None:
+            self.source, edges, lo, hi = EVENTS, bounds, p.start, p.end
+        else:
+            edges, (lo, hi) = as_local_dates(bounds, self.tz), as_local_dates([p.start, p.end], self.tz)
+        activity, params = activity_by_bucket(
+            self.source, edges, project_id=self.project.id, lo=lo, hi=hi, event_name=p.event
+        )
         # (bucket, user) pairs first, hashed; then per bucket: events and distinct users.
         rows = fetch_all(
-            f"SELECT idx, SUM(n), COUNT(*) FROM (SELECT idx, user_id, COUNT(*) AS n FROM ({events}) x "
+            f"SELECT idx, SUM(n), COUNT(*) FROM (SELECT idx, user_id, SUM(n) AS n FROM ({activity}) x "
             "GROUP BY idx, user_id) pairs GROUP BY idx",
             params,
         )

@@ -17,7 +17,8 @@ from analytics_platform.buckets import bucket_bounds, next_bucket, parse_interva
 from analytics_platform.dates import parse_range
 from analytics_platform.errors import InvalidInput
 from analytics_platform.queries import QueryRunner, event_name_param
-from analytics_platform.sql import events_by_bucket, fetch_all, ts
+from analytics_platform.sql import EVENTS, activity_by_bucket, fetch_all, param
+from events.rollups import as_local_dates, rollup_source
 
 MAX_PERIODS = 400
 TYPES = ("first_time", "recurring")
@@ -109,28 +110,50 @@ class RetentionQuery(QueryRunner):
             "average": _average(rows, p.periods),
         }
 
+    def _source(self, event_name: str | None, lo: datetime, hi: datetime):
+        """(source, bucket edges, lo, hi) for reading activity in [lo, hi)."""
+        source = rollup_source(
+            project=self.project, start=lo, end=hi, interval=self.params.period, event_name=event_name
+        )
+        if source is None:
+            return EVENTS, self.bounds, lo, hi
+        dates = as_local_dates([*self.bounds, lo, hi], self.tz)
+        return source, dates[:-2], dates[-2], dates[-1]
+
     def _count(self, bounds: list[datetime], cohorts: int) -> tuple[dict, dict]:
         p = self.params
         project = self.project.id
-        cohort_events, params = events_by_bucket(bounds, project_id=project, lo=p.start, hi=p.end, event_name=p.cohort)
+        self.bounds = bounds
+        source, edges, lo, hi = self._source(p.cohort, p.start, p.end)
+        self.sources = [source.table]
+        cohort_rows, params = activity_by_bucket(source, edges, project_id=project, lo=lo, hi=hi, event_name=p.cohort)
         if p.type == "first_time":
             # users whose first-ever cohort event is inside the range; its period is the
             # earliest period among their cohort events in the range
             firsts_filter = "AND e.event_name = %s" if p.cohort is not None else ""
+            time = f"e.{source.time_column}"
             cohort_sql = (
-                f"firsts AS (SELECT e.user_id FROM events_event e WHERE e.project_id = %s {firsts_filter} "
-                "GROUP BY e.user_id HAVING MIN(e.timestamp) >= %s AND MIN(e.timestamp) < %s), "
-                f"cohort AS (SELECT x.user_id, MIN(x.idx) AS cidx FROM ({cohort_events}) x "
+                f"firsts AS (SELECT e.user_id FROM {source.table} e WHERE e.project_id = %s {firsts_filter} "
+                f"GROUP BY e.user_id HAVING MIN({time}) >= %s AND MIN({time}) < %s), "
+                f"cohort AS (SELECT x.user_id, MIN(x.idx) AS cidx FROM ({cohort_rows}) x "
                 "WHERE x.user_id IN (SELECT user_id FROM firsts) GROUP BY x.user_id)"
             )
-            params = [project, *([p.cohort] if p.cohort is not None else []), ts(p.start), ts(p.end), *params]
+            first_params = [
+                project,
+                *([p.cohort] if p.cohort is not None else []),
+                param(source, lo),
+                param(source, hi),
+            ]
+            params = [*first_params, *params]
         else:
-            cohort_sql = f"cohort AS (SELECT DISTINCT x.user_id, x.idx AS cidx FROM ({cohort_events}) x)"
-        return_events, return_params = events_by_bucket(
-            bounds, project_id=project, lo=bounds[1], hi=bounds[-1], event_name=p.return_event
+            cohort_sql = f"cohort AS (SELECT DISTINCT x.user_id, x.idx AS cidx FROM ({cohort_rows}) x)"
+        source, edges, lo, hi = self._source(p.return_event, bounds[1], bounds[-1])
+        self.sources.append(source.table)
+        return_rows, return_params = activity_by_bucket(
+            source, edges, project_id=project, lo=lo, hi=hi, event_name=p.return_event
         )
         returns_sql = (
-            f"returns AS (SELECT DISTINCT x.user_id, x.idx AS ridx FROM ({return_events}) x "
+            f"returns AS (SELECT DISTINCT x.user_id, x.idx AS ridx FROM ({return_rows}) x "
             "WHERE x.user_id IN (SELECT user_id FROM cohort))"
         )
         params += return_params

@@ -144,3 +144,22 @@ def post_events(client_for, ingest_key):
         return client.generic("POST", "/api/v1/events", body, content_type=content_type, **extra)
 
     return post
+
+
+@pytest.fixture(params=["events", "rollups"])
+def analytics_path(request, settings):
+    """Runs an analytics test twice: reading the raw events, and reading the daily rollups
+    (rebuilt by `ready(project)` once the test has stored its events)."""
+    from events.rollups import rollups_rebuild
+
+    settings.ANALYTICS_USE_ROLLUPS = request.param == "rollups"
+
+    class Path:
+        name = request.param
+
+        @staticmethod
+        def ready(project):
+            if request.param == "rollups":
+                rollups_rebuild(project_id=project.id)
+
+    return Path
