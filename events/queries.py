@@ -86,12 +86,16 @@ class MetricsQuery(QueryRunner):
         activity, params = activity_by_bucket(
             self.source, edges, project_id=self.project.id, lo=lo, hi=hi, event_name=p.event
         )
-        # (bucket, user) pairs first, hashed; then per bucket: events and distinct users.
-        rows = fetch_all(
-            f"SELECT idx, SUM(n), COUNT(*) FROM (SELECT idx, user_id, SUM(n) AS n FROM ({activity}) x "
-            "GROUP BY idx, user_id) pairs GROUP BY idx",
-            params,
-        )
+        if self.source.dates and p.interval == "day":
+            # a rollup row is already one user on one day: count rows
+            sql = f"SELECT idx, SUM(n), COUNT(*) FROM ({activity}) x GROUP BY idx"
+        else:
+            # (bucket, user) pairs first, hashed; then per bucket: events and distinct users
+            sql = (
+                f"SELECT idx, SUM(n), COUNT(*) FROM (SELECT idx, user_id, SUM(n) AS n FROM ({activity}) x "
+                "GROUP BY idx, user_id) pairs GROUP BY idx"
+            )
+        rows = fetch_all(sql, params)
         counts = {idx: (int(count), users) for idx, count, users in rows}  # SUM is numeric on PostgreSQL
         buckets = []
         for i, lo in enumerate(bounds[:-1]):
