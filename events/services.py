@@ -22,7 +22,7 @@ from analytics_platform.errors import InvalidInput, PayloadTooLarge, ServiceUnav
 from analytics_platform.redis import REDIS_DOWN
 from events import dedup, queueing
 from events.live import live_publish
-from events.rollups import rollup_timezone_for_write, rollups_add
+from events.rollups import rollup_timezone_for_write
 from events.store import insert_rows
 from events.validation import validate_event
 
@@ -43,12 +43,7 @@ def events_persist(*, project_id: int, rows: list[list], publish: bool = True) -
     """Stores the rows not stored yet (idempotent) and returns how many were new. Raises the
     database's error if it cannot write, so a job retries."""
     with transaction.atomic():
-        rollup_timezone = rollup_timezone_for_write(project_id)
-        inserted = insert_rows(project_id, rows)
-        if inserted and rollup_timezone:
-            rollups_add(
-                project_id=project_id, timezone_name=rollup_timezone, rows=[r for r in rows if r[0] in inserted]
-            )
+        inserted = insert_rows(project_id, rows, rollup_timezone_for_write(project_id) or "")
     if inserted:
         project_data_version_bump(project_id=project_id)
         if publish:
