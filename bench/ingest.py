@@ -33,7 +33,7 @@ import psycopg
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from events.store import COLUMNS  # noqa: E402  (the same column order the app writes)
+from events.validation import COLUMNS  # noqa: E402  (the same column order the app writes)
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -40,7 +40,7 @@ def rollup_timezone_for_write(project_id: int) -> str | None:
 
 
 def rollups_add(*, project_id: int, timezone_name: str, rows: list[list]) -> None:
-    """Counts newly stored job rows (events.store.COLUMNS order) into the rollups."""
+    """Counts newly stored job rows (events.validation.COLUMNS order) into the rollups."""
     tz = ZoneInfo(timezone_name)
     per_day: Counter = Counter()
     per_event: Counter = Counter()

@@ -24,7 +24,7 @@ AGENTS = [
 
 
 def generate_rows(*, events: int, users: int, days: int, seed: int, now: datetime | None = None) -> Iterator[list]:
-    """Yields job rows (events.store.COLUMNS order) until `events` have been produced."""
+    """Yields job rows (events.validation.COLUMNS order) until `events` have been produced."""
     rng = random.Random(seed)
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     start = now - timedelta(days=days)

@@ -13,20 +13,9 @@ from datetime import datetime
 from django.db import connection
 
 from events.rollups import rollups_add
+from events.validation import COLUMNS
 
 TIMESTAMP_POSITIONS = (3, 9)  # ISO strings in job rows; SQLite wants Django's own format
-COLUMNS = [
-    "event_id",
-    "user_id",
-    "event_name",
-    "timestamp",
-    "properties",
-    "session_id",
-    "page_url",
-    "user_agent",
-    "ip_address",
-    "received_at",
-]
 TABLE = "events_event"
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in COLUMNS)
 _CONFLICT = 'ON CONFLICT ("project_id", "event_id") DO NOTHING RETURNING "id", "event_id"'

@@ -24,6 +24,20 @@ FUTURE_TOLERANCE = timedelta(hours=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_EPOCH_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 
+# The order of a job row (EventRow.as_job_row), as the store writes it.
+COLUMNS = [
+    "event_id",
+    "user_id",
+    "event_name",
+    "timestamp",
+    "properties",
+    "session_id",
+    "page_url",
+    "user_agent",
+    "ip_address",
+    "received_at",
+]
+
 # field name → (required, max length)
 STRING_FIELDS = {
     "userId": (True, 255),
@@ -51,7 +65,7 @@ class EventRow:
     received_at: datetime
 
     def as_job_row(self) -> list:
-        """A JSON-ready list in `events.store.COLUMNS` order."""
+        """A JSON-ready list in COLUMNS order."""
         return [
             self.event_id,
             self.user_id,
