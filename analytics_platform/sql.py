@@ -65,6 +65,13 @@ def activity_by_bucket(source: Source, bounds: list, *, project_id: int, lo, hi,
     )
 
 
+def as_datetime(value):
+    """A timestamp read by raw SQL: SQLite returns its text, PostgreSQL a datetime."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return connection.ops.convert_datetimefield_value(value, None, connection)
+
+
 def fetch_all(sql: str, params: list) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -11,7 +11,7 @@ from analytics_platform.buckets import bucket_bounds, local_iso, parse_interval
 from analytics_platform.dates import iso_utc, parse_range
 from analytics_platform.errors import InvalidInput, NotFound
 from analytics_platform.queries import QueryRunner, event_name_param
-from analytics_platform.sql import EVENTS, activity_by_bucket, fetch_all
+from analytics_platform.sql import EVENTS, activity_by_bucket, as_datetime, fetch_all, ts
 from events.models import Event
 from events.rollups import as_local_dates, rollup_source
 
@@ -154,27 +154,24 @@ class JourneyQuery(QueryRunner):
 
     def calculate(self) -> dict:
         p = self.params
-        mine = Event.objects.filter(project=self.project, user_id=p.user_id)
-        seen = mine.aggregate(first=Min("timestamp"), last=Max("timestamp"))
-        if seen["first"] is None:
+        overview = self._overview()
+        if overview["first"] is None:
             raise NotFound(f"No events for user {p.user_id!r} in this project.")
-        in_range = mine.filter(timestamp__gte=p.start, timestamp__lt=p.end)
-        page = in_range.order_by("timestamp", "id")
+        page = Event.objects.filter(
+            project=self.project, user_id=p.user_id, timestamp__gte=p.start, timestamp__lt=p.end
+        )
         if p.after:
             moment = datetime.fromisoformat(p.after[0])
             page = page.filter(Q(timestamp__gt=moment) | Q(timestamp=moment, id__gt=p.after[1]))
-        events = list(
-            page.values("id", "event_id", "event_name", "timestamp", "properties", "session_id", "page_url")[
-                : p.limit + 1
-            ]
-        )
+        fields = ("id", "event_id", "event_name", "timestamp", "properties", "session_id", "page_url")
+        events = list(page.order_by("timestamp", "id").values(*fields)[: p.limit + 1])
         more = len(events) > p.limit
         events = events[: p.limit]
         return {
             "userId": p.user_id,
-            "firstSeen": iso_utc(seen["first"]),
-            "lastSeen": iso_utc(seen["last"]),
-            "totalEvents": in_range.count(),
+            "firstSeen": iso_utc(overview["first"]),
+            "lastSeen": iso_utc(overview["last"]),
+            "totalEvents": overview["total"],
             "events": [
                 {
                     "eventId": e["event_id"],
@@ -187,27 +184,44 @@ class JourneyQuery(QueryRunner):
                 }
                 for e in events
             ],
-            "sessions": self._sessions(in_range),
+            "sessions": overview["sessions"],
             "nextCursor": encode_cursor(events[-1]["timestamp"], events[-1]["id"]) if more else None,
         }
 
-    @staticmethod
-    def _sessions(in_range) -> list[dict]:
-        named = (
-            in_range.exclude(session_id=None)
-            .values("session_id")
-            .annotate(start=Min("timestamp"), end=Max("timestamp"), count=Count("id"))
+    def _overview(self) -> dict:
+        """One statement over the user's index range: first and last seen (all history), and
+        per named session in the range its span and size, plus the range's unnamed events'
+        times, from which runs with gaps of at most 30 minutes become sessions."""
+        p = self.params
+        user = "e.project_id = %s AND e.user_id = %s"
+        in_range = f"{user} AND e.timestamp >= %s AND e.timestamp < %s"
+        rows = fetch_all(
+            f"SELECT 0, NULL, MIN(e.timestamp), MAX(e.timestamp), COUNT(*) FROM events_event e WHERE {user} "
+            "UNION ALL SELECT 1, e.session_id, MIN(e.timestamp), MAX(e.timestamp), COUNT(*) FROM events_event e "
+            f"WHERE {in_range} AND e.session_id IS NOT NULL GROUP BY e.session_id "
+            "UNION ALL SELECT 2, NULL, e.timestamp, e.timestamp, 1 FROM events_event e "
+            f"WHERE {in_range} AND e.session_id IS NULL",
+            [self.project.id, p.user_id, *([self.project.id, p.user_id, ts(p.start), ts(p.end)] * 2)],
         )
-        sessions = [
-            {"sessionId": s["session_id"], "start": s["start"], "end": s["end"], "eventCount": s["count"]}
-            for s in named
-        ]
+        overview = {"first": None, "last": None, "total": 0}
+        sessions, gaps = [], []
+        for kind, session_id, start, end, count in rows:
+            start, end = as_datetime(start), as_datetime(end)
+            if kind == 0:
+                overview["first"], overview["last"] = start, end
+                continue
+            overview["total"] += count
+            if kind == 1:
+                sessions.append({"sessionId": session_id, "start": start, "end": end, "eventCount": count})
+            else:
+                gaps.append(start)
         current = None
-        for moment in in_range.filter(session_id=None).order_by("timestamp", "id").values_list("timestamp", flat=True):
+        for moment in sorted(gaps):
             if current is None or moment - current["end"] > SESSION_GAP:
                 current = {"sessionId": None, "start": moment, "end": moment, "eventCount": 0}
                 sessions.append(current)
             current["end"] = moment
             current["eventCount"] += 1
         sessions.sort(key=lambda s: (s["start"], s["sessionId"] or ""))
-        return [{**s, "start": iso_utc(s["start"]), "end": iso_utc(s["end"])} for s in sessions]
+        overview["sessions"] = [{**s, "start": iso_utc(s["start"]), "end": iso_utc(s["end"])} for s in sessions]
+        return overview
