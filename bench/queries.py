@@ -137,6 +137,14 @@ for label, (path, spec) in {QUERIES!r}.items():
     for _ in range({RUNS}):
         runner = runner_cls(project=project, params=params)
         started = time.perf_counter(); runner.calculate(); cold.append(time.perf_counter() - started)
+    if {os.environ.get("BENCH_EXPLAIN") == "1"!r}:
+        from django.test.utils import CaptureQueriesContext
+        with CaptureQueriesContext(connection) as captured:
+            runner_cls(project=project, params=params).calculate()
+        for query in captured.captured_queries:
+            with connection.cursor() as cursor:
+                cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + query["sql"])
+                print("EXPLAIN", label, chr(10) + chr(10).join(row[0] for row in cursor.fetchall()))
     runner_cls(project=project, params=params).run()
     started = time.perf_counter()
     runner_cls(project=project, params=params).run()
@@ -145,9 +153,11 @@ for label, (path, spec) in {QUERIES!r}.items():
                   "median_cold_ms": round(statistics.median(cold) * 1000, 1), "cached_ms": round(cached * 1000, 2)}}
 print("RESULT" + json.dumps(out))
 """
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env_for(db), check=True, capture_output=True, text=True
-    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env_for(db), capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"measuring failed:\n{result.stderr[-3000:]}")
+    if os.environ.get("BENCH_EXPLAIN") == "1":
+        print(result.stdout.split("RESULT")[0])
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT"))
     return json.loads(line[len("RESULT") :])
 
