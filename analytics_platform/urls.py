@@ -28,6 +28,7 @@ api_v1 = [
     path("", include("accounts.urls")),
     path("", include("events.urls")),
     path("", include("retention.urls")),
+    path("", include("funnels.urls")),
 ]
 
 urlpatterns = [

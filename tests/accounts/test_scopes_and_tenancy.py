@@ -17,10 +17,13 @@ ENDPOINTS = [
     ("get", "/api/v1/events/summary", "read"),
     ("get", "/api/v1/metrics", "read"),
     ("get", "/api/v1/retention", "read"),
+    ("get", "/api/v1/funnels", "read"),
+    ("post", "/api/v1/funnels", "admin"),
 ]
 PAYLOADS = {
     "/api/v1/keys": {"name": "n", "scopes": ["read"]},
     "/api/v1/events": {"userId": "u", "eventName": "e"},
+    "/api/v1/funnels": {"name": "f", "steps": [{"eventName": "a"}, {"eventName": "b"}]},
 }
 ALL_SCOPES = ["ingest", "read", "admin"]
 

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from funnels import api
+
+urlpatterns = [
+    path("funnels", api.FunnelListView.as_view(), name="funnel-list"),
+    path("funnels/<id:pk>", api.FunnelDetailView.as_view(), name="funnel-detail"),
+]
