@@ -31,6 +31,7 @@ class QueryRunner:
         self.project = project
         self.tz = project.tzinfo
         self.now = now or timezone.now()  # not in the cache key: the TTL bounds its drift
+        self.rows = 0  # rows the computation read back from the database, for the timing log
         self.params = self.parse(params)
 
     def parse(self, raw):  # -> a dataclass
@@ -63,6 +64,7 @@ class QueryRunner:
             project_id=self.project.id,
             cached=False,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            rows=self.rows,
         )
         _cache_set(key, result)
         return result

@@ -43,6 +43,7 @@ class SummaryQuery(QueryRunner):
             .annotate(count=Count("id"), users=Count("user_id", distinct=True))
             .order_by("-count", "event_name")[:TOP_EVENTS]
         )
+        self.rows = 1 + len(top)
         return {
             "totalEvents": totals["total"],
             "uniqueUsers": totals["users"],
@@ -96,6 +97,7 @@ class MetricsQuery(QueryRunner):
                 "GROUP BY idx, user_id) pairs GROUP BY idx"
             )
         rows = fetch_all(sql, params)
+        self.rows = len(rows)
         counts = {idx: (int(count), users) for idx, count, users in rows}  # SUM is numeric on PostgreSQL
         buckets = []
         for i, lo in enumerate(bounds[:-1]):
@@ -166,6 +168,7 @@ class JourneyQuery(QueryRunner):
         fields = ("id", "event_id", "event_name", "timestamp", "properties", "session_id", "page_url")
         events = list(page.order_by("timestamp", "id").values(*fields)[: p.limit + 1])
         more = len(events) > p.limit
+        self.rows = len(events) + overview["rows"]
         events = events[: p.limit]
         return {
             "userId": p.user_id,
@@ -203,7 +206,7 @@ class JourneyQuery(QueryRunner):
             f"WHERE {in_range} AND e.session_id IS NULL",
             [self.project.id, p.user_id, *([self.project.id, p.user_id, ts(p.start), ts(p.end)] * 2)],
         )
-        overview = {"first": None, "last": None, "total": 0}
+        overview = {"first": None, "last": None, "total": 0, "rows": len(rows)}
         sessions, gaps = [], []
         for kind, session_id, start, end, count in rows:
             start, end = as_datetime(start), as_datetime(end)

@@ -172,6 +172,7 @@ class RetentionQuery(QueryRunner):
             f"UNION ALL SELECT cidx, k, COUNT(*) FROM ({counted}) counted GROUP BY cidx, k",
             params,
         )
+        self.rows = len(rows)
         sizes = {cidx: n for cidx, k, n in rows if k == -1}
         counts = {(cidx, k): n for cidx, k, n in rows if k != -1}
         if p.cumulative:

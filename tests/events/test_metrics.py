@@ -140,3 +140,15 @@ def test_over_http_with_the_seed_aliases_and_cached(project, make_key, client_fo
     post_events([{"userId": "b", "eventName": "page_view", "timestamp": "2024-01-01T11:00:00Z"}])
     jobs()
     assert client.get(url).json()["buckets"][0]["count"] == 2  # new data, new data version, fresh answer
+
+
+def test_each_computation_is_logged_with_runner_duration_and_rows(project, caplog):
+    import logging
+
+    store_events(project, [("a", "x", datetime(2024, 1, 2, 12, tzinfo=UTC))])
+    with caplog.at_level(logging.INFO, logger="analytics_platform.queries"):
+        run(project, interval="day", startDate="2024-01-01", endDate="2024-01-03")
+        run(project, interval="day", startDate="2024-01-01", endDate="2024-01-03")
+    lines = [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg.get("event") == "query"]
+    assert [line["cached"] for line in lines] == [False, True]
+    assert lines[0]["runner"] == "metrics" and lines[0]["rows"] == 1 and lines[0]["duration_ms"] >= 0
