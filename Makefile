@@ -26,7 +26,7 @@ serve: venv
 	$(BIN)/uvicorn analytics_platform.asgi:application --host $(HOST) --port $(PORT) --workers $${WEB_CONCURRENCY:-2}
 
 worker: venv
-	$(BIN)/python manage.py rqworker default
+	$(BIN)/python manage.py rqworker default --with-scheduler
 
 test: venv
 	$(BIN)/pytest

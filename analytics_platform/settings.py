@@ -77,15 +77,15 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "accounts",
+    "events",  # before django_rq: its `rqworker` (always with the scheduler) takes precedence
+    "funnels",
+    "retention",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_rq",
     "channels",
-    "accounts",
-    "events",
-    "funnels",
-    "retention",
 ]
 
 MIDDLEWARE = [

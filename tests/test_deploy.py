@@ -69,3 +69,11 @@ def test_env_example_lists_every_setting_the_code_reads():
     read = set(re.findall(r'env(?:_bool|_int|_list)?\("([A-Z_]+)"', settings_text))
     read |= set(re.findall(r'os\.environ\.get\("([A-Z_]+)"', settings_text))
     assert read and read <= listed, read - listed
+
+
+def test_rqworker_always_runs_the_scheduler():
+    from django.core.management import get_commands, load_command_class
+
+    assert get_commands()["rqworker"] == "events"
+    command = load_command_class("events", "rqworker")
+    assert "scheduler is always on" in command.help

@@ -1,0 +1,12 @@
+"""django-rq's `rqworker`, always with RQ's scheduler: the ingest buffer's timed drains are
+scheduled jobs, so a worker started as API.md says (`manage.py rqworker`) must run them."""
+
+from django_rq.management.commands.rqworker import Command as RQWorkerCommand
+
+
+class Command(RQWorkerCommand):
+    help = RQWorkerCommand.help + " The scheduler is always on here (the ingest buffer needs it)."
+
+    def handle(self, *args, **options):
+        options["with_scheduler"] = True
+        return super().handle(*args, **options)
