@@ -138,3 +138,129 @@ def sessions(events, gap=timedelta(minutes=30)):
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# ---------------------------------------------------------------- funnels (API.md, "Funnels")
+
+_MISSING = object()
+
+
+def _json_equal(a, b) -> bool:
+    """JSON equality: 1 == 1.0, "1" != 1, true != 1."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    return a == b
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def filter_matches(properties: dict, prop: str, spec) -> bool:
+    actual = properties.get(prop, _MISSING)
+    if not isinstance(spec, dict):
+        spec = {"op": "eq", "value": spec}
+    op, value = spec["op"], spec.get("value")
+    if op == "exists":
+        present = actual is not _MISSING and actual is not None
+        return present if value else not present
+    if op == "neq":
+        return actual is _MISSING or not _json_equal(actual, value)
+    if actual is _MISSING:
+        return False
+    if op == "eq":
+        return _json_equal(actual, value)
+    if op == "in":
+        return any(_json_equal(actual, v) for v in value)
+    if op == "contains":
+        return isinstance(actual, str) and isinstance(value, str) and value in actual
+    if not (_number(actual) and _number(value)):
+        return False
+    return {"gt": actual > value, "gte": actual >= value, "lt": actual < value, "lte": actual <= value}[op]
+
+
+def _step_matches(step: dict, event: dict) -> bool:
+    return event["name"] == step["eventName"] and all(
+        filter_matches(event["properties"], prop, spec) for prop, spec in (step.get("filters") or {}).items()
+    )
+
+
+def _attempt_paths(events: list[dict], first: int, steps: list[dict], window: int, strict: bool):
+    """Every path (list of event positions) an attempt starting at `first` can take."""
+    found = []
+
+    def extend(path):
+        found.append(path)
+        k = len(path)
+        if k == len(steps):
+            return
+        prev = events[path[-1]]
+        for j in range(path[-1] + 1, len(events)):
+            candidate = events[j]
+            if (candidate["ts"] - events[first]["ts"]).total_seconds() > window:
+                break
+            limit = steps[k].get("timeWindow")
+            if limit is not None and (candidate["ts"] - prev["ts"]).total_seconds() > limit:
+                continue
+            if not _step_matches(steps[k], candidate):
+                continue
+            if strict and any(
+                prev["ts"] < other["ts"] < candidate["ts"] for i, other in enumerate(events) if i not in path and i != j
+            ):
+                continue
+            extend([*path, j])
+
+    extend([first])
+    return found
+
+
+def funnel(events, steps: list[dict], *, window: int, order: str, start: datetime, end: datetime) -> dict:
+    """events: dicts with user, name, ts (aware), properties, in storage order (ties keep it).
+    Returns {"steps": [...API shape...], "overallConversionRate", "best": {user: path timestamps}}."""
+    by_user = defaultdict(list)
+    for event in events:
+        by_user[event["user"]].append(event)
+    best = {}
+    for user, mine in by_user.items():
+        mine = sorted(mine, key=lambda e: e["ts"])  # stable: equal timestamps keep storage order
+        for i, event in enumerate(mine):
+            if not (start <= event["ts"] < end and _step_matches(steps[0], event)):
+                continue
+            paths = _attempt_paths(mine, i, steps, window, order == "strict")
+            furthest = max(len(p) for p in paths)
+            path = min((p for p in paths if len(p) == furthest), key=lambda p: [mine[j]["ts"] for j in p[1:]] + p[1:])
+            times = [mine[j]["ts"] for j in path]
+            # better = further; equally far: the earlier attempt (which comes first here) wins
+            if user not in best or len(times) > len(best[user]):
+                best[user] = times
+    users = [sum(1 for times in best.values() if len(times) >= k) for k in range(1, len(steps) + 1)]
+    out = []
+    for k in range(len(steps)):
+        gaps = sorted((t[k] - t[k - 1]).total_seconds() for t in best.values() if len(t) > k) if k else []
+        median = None
+        if gaps:
+            mid = len(gaps) // 2
+            median = gaps[mid] if len(gaps) % 2 else (gaps[mid - 1] + gaps[mid]) / 2
+        out.append(
+            {
+                "step": k + 1,
+                "eventName": steps[k]["eventName"],
+                "users": users[k],
+                "conversionRate": users[k] / users[0] if users[0] else 0.0,
+                "stepConversionRate": (users[k] / users[k - 1] if users[k - 1] else 0.0)
+                if k
+                else (1.0 if users[0] else 0.0),
+                "dropOff": users[k - 1] - users[k] if k else 0,
+                "avgTimeToConvertSeconds": sum(gaps) / len(gaps) if gaps else None,
+                "medianTimeToConvertSeconds": median,
+            }
+        )
+    return {"steps": out, "overallConversionRate": users[-1] / users[0] if users[0] else 0.0, "best": best}
