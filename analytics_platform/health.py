@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics_platform.errors import error_body
+from analytics_platform.redis import redis_client
 
 HEALTH_SCHEMA = inline_serializer(
     "Health",
@@ -28,14 +29,11 @@ def database_status() -> str:
 def redis_status() -> str:
     if not settings.REDIS_URL:
         return "disabled"
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
     try:
-        client.ping()
+        redis_client().ping()
         return "ok"
     except redis.RedisError:
         return "down"
-    finally:
-        client.close()
 
 
 class HealthView(APIView):

@@ -21,12 +21,11 @@ class Source:
     time_column: str
     count: str  # per-row event count
     dates: bool  # the time column holds local dates, the bounds must too
-    by_event: bool  # has an event_name column
 
 
-EVENTS = Source("events_event", "timestamp", "1", dates=False, by_event=True)
-USER_DAYS = Source("events_userday", "day", "events", dates=True, by_event=False)
-USER_DAY_EVENTS = Source("events_userdayevent", "day", "events", dates=True, by_event=True)
+EVENTS = Source("events_event", "timestamp", "1", dates=False)
+USER_DAYS = Source("events_userday", "day", "events", dates=True)
+USER_DAY_EVENTS = Source("events_userdayevent", "day", "events", dates=True)
 
 
 def param(source: Source, value):

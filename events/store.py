@@ -18,7 +18,7 @@ from events.validation import COLUMNS
 TIMESTAMP_POSITIONS = (3, 9)  # ISO strings in job rows; SQLite wants Django's own format
 TABLE = "events_event"
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in COLUMNS)
-_CONFLICT = 'ON CONFLICT ("project_id", "event_id") DO NOTHING RETURNING "id", "event_id"'
+_ON_CONFLICT = 'ON CONFLICT ("project_id", "event_id") DO NOTHING'
 SQLITE_ROWS_PER_STATEMENT = 500
 
 STAGING_DDL = """
@@ -69,8 +69,7 @@ def _insert_postgresql(project_id: int, rows: list[list], rollup_timezone: str) 
                 copy.write_row(row)
         insert = (
             f'INSERT INTO {TABLE} ("project_id", {_COLUMN_LIST}) '
-            f"SELECT %(project)s, {_COLUMN_LIST} FROM event_staging "
-            'ON CONFLICT ("project_id", "event_id") DO NOTHING '
+            f"SELECT %(project)s, {_COLUMN_LIST} FROM event_staging {_ON_CONFLICT} "
             'RETURNING "id", "event_id", "user_id", "event_name", "timestamp"'
         )
         rollups = ROLLUPS_FROM_INSERTED if rollup_timezone else ""
@@ -79,7 +78,7 @@ def _insert_postgresql(project_id: int, rows: list[list], rollup_timezone: str) 
             {"project": project_id, "tz": rollup_timezone},
         )
         inserted = dict((event_id, pk) for pk, event_id in cursor.fetchall())
-        cursor.execute("TRUNCATE event_staging")
+        cursor.execute("TRUNCATE event_staging")  # ON COMMIT alone misses a second call in one transaction
     return inserted
 
 
@@ -100,7 +99,7 @@ def _insert_generic(project_id: int, rows: list[list]) -> dict[str, int]:
             cursor.execute(
                 f'INSERT INTO {TABLE} ("project_id", {_COLUMN_LIST}) VALUES '
                 + ", ".join([placeholders] * len(chunk))
-                + f" {_CONFLICT}",
+                + f' {_ON_CONFLICT} RETURNING "id", "event_id"',
                 params,
             )
             inserted.update((event_id, pk) for pk, event_id in cursor.fetchall())

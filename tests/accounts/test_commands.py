@@ -25,7 +25,7 @@ def test_setup_is_idempotent_and_prints_the_key_once(client_for):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_setup_migrates(django_db_blocker):
+def test_setup_migrates():
     lines = run("setup")
     assert ApiKey.objects.count() == 1 and lines[-1].startswith("ak_")
 
