@@ -1,8 +1,10 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins
 
-from analytics_platform.api import ProjectAPIView
+from analytics_platform.api import ProjectAPIView, QueryAPIView
+from events.api import date_parameters
 from funnels.models import Funnel
+from funnels.queries import FunnelQuery, FunnelUsersQuery
 from funnels.serializers import FunnelSerializer
 
 
@@ -38,3 +40,30 @@ class FunnelDetailView(mixins.RetrieveModelMixin, mixins.UpdateModelMixin, mixin
     @extend_schema(responses={204: None})
     def delete(self, request, pk):
         return self.destroy(request)
+
+
+@extend_schema_view(
+    get=extend_schema(
+        parameters=date_parameters(
+            OpenApiParameter("breakdown", str, description="Split by this property of the user's step-1 event"),
+        )
+    )
+)
+class FunnelAnalyticsView(QueryAPIView):
+    runner = FunnelQuery
+    path_params = {"pk": "funnelId"}
+
+
+@extend_schema_view(
+    get=extend_schema(
+        parameters=date_parameters(
+            OpenApiParameter("step", int, required=True, description="1-based step number"),
+            OpenApiParameter("status", str, enum=["converted", "dropped"], description="default converted"),
+            OpenApiParameter("limit", int, description="1 to 1000 (more is clamped), default 100"),
+            OpenApiParameter("cursor", str, description="nextCursor of the previous page"),
+        )
+    )
+)
+class FunnelUsersView(QueryAPIView):
+    runner = FunnelUsersQuery
+    path_params = {"pk": "funnelId"}

@@ -227,7 +227,8 @@ def funnel(events, steps: list[dict], *, window: int, order: str, start: datetim
     Returns {"steps": [...API shape...], "overallConversionRate", "best": {user: path timestamps}}."""
     by_user = defaultdict(list)
     for event in events:
-        by_user[event["user"]].append(event)
+        # same-tzinfo datetimes compare and subtract as wall times: work in UTC
+        by_user[event["user"]].append({**event, "ts": event["ts"].astimezone(UTC)})
     best = {}
     for user, mine in by_user.items():
         mine = sorted(mine, key=lambda e: e["ts"])  # stable: equal timestamps keep storage order

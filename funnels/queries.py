@@ -1,0 +1,329 @@
+"""Funnel analysis (API.md, "Funnels": the semantics list there is the spec).
+
+Per user, only the funnel's events in the span that can matter, [start, end + window], are
+read (strict funnels read all of the user's events there, since any event can break them),
+ordered by (timestamp, id): events with equal timestamps are taken in the order they were
+stored, and one event fills at most one step. Every step-1 event inside the range opens an
+attempt; the user counts at the furthest step any attempt reaches, and the earliest such
+attempt, with the earliest step times among its paths, is the one reported.
+
+How, in one SQL statement (funnels/sql.py), with window functions over the user's rows:
+
+1. A match flag per step (event name and property filters, evaluated in SQL).
+2. Backwards dynamic programming, one level per step, n-1 levels: for each row that can fill
+   step k and each target step K >= k, `b[K][k]` = the earliest time at which steps k..K can
+   be completed starting from this row = min of `b[K][k+1]` over the rows that may fill step
+   k+1 next (later in (t, id) order; within the step's `timeWindow`; in strict order only at
+   the same timestamp or the user's next one). An attempt starting at s reaches K iff
+   b[K][1](s) <= s + conversionWindow: the window bounds the completion time, and everything
+   in between is between the start and the completion.
+3. Per user: the earliest start reaching each K (a `min` over the partition of the packed
+   (time, id, breakdown value)); the furthest K with a start wins, with its earliest start.
+4. The reported path of that attempt: each step takes the first row after the previous step
+   that satisfies the step's constraints and from which the furthest step can still be
+   completed in time (b[K][k] <= start + window). These "candidate" rows are few (winning
+   users, inside their winning window, feasible), so this last greedy walk is done here.
+
+Complexity: with N rows read and n steps, one sort of the N rows by (user, time) plus n
+window passes, each linear (`ROWS UNBOUNDED PRECEDING` running minimums; a step with a
+`timeWindow` makes its pass O(N * rows within that window)); O(n^2) columns per row.
+"""
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import json
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from analytics_platform.buckets import local_iso
+from analytics_platform.dates import iso_utc, parse_range
+from analytics_platform.errors import InvalidInput
+from analytics_platform.queries import QueryRunner, _cache_get, _cache_set
+from analytics_platform.sql import fetch_all
+from funnels.selectors import funnel_get
+from funnels.sql import EPOCH, US, funnel_sql
+
+TOP_BREAKDOWN = 10
+OTHER = "Other"
+USERS_LIMIT, USERS_MAX_LIMIT = 100, 1000
+STATUSES = ("converted", "dropped")
+
+
+@dataclass(frozen=True)
+class FunnelParams:
+    funnel_id: int
+    name: str
+    steps: list
+    window: int
+    order: str
+    start: datetime
+    end: datetime
+    breakdown: str | None = None
+
+
+@dataclass
+class Outcome:
+    """One user's best attempt: step times in microseconds (times[0] = entry)."""
+
+    times: list[int]
+    value: object = None  # the breakdown property on the step-1 event (JSON text, None if absent)
+
+    @property
+    def reached(self) -> int:
+        return len(self.times)
+
+
+@dataclass
+class _Row:
+    t: int
+    id: int
+    gi: int
+    matches: list[int]  # m2..mn
+    completes: list  # c2..cn
+    extra: dict = field(default_factory=dict)
+
+
+def _funnel_params(runner, raw, *, breakdown=None) -> FunnelParams:
+    funnel = funnel_get(project=runner.project, funnel_id=raw["funnelId"])
+    start, end = parse_range(raw.get("startDate"), raw.get("endDate"), runner.tz, now=runner.now)
+    return FunnelParams(
+        funnel_id=funnel.id,
+        name=funnel.name,
+        steps=funnel.steps,
+        window=funnel.conversion_window,
+        order=funnel.order,
+        start=start,
+        end=end,
+        breakdown=breakdown,
+    )
+
+
+def outcomes(*, project_id: int, p: FunnelParams) -> dict[str, Outcome]:
+    """Every entering user's best attempt (see the module docstring)."""
+    steps, n = p.steps, len(p.steps)
+    strict = p.order == "strict"
+    statement = funnel_sql(
+        project_id=project_id,
+        steps=steps,
+        window=p.window,
+        strict=strict,
+        start=p.start,
+        end=p.end,
+        breakdown=p.breakdown,
+    )
+    winners: dict[str, tuple[int, int, int, object]] = {}
+    candidates: dict[str, list[_Row]] = defaultdict(list)
+    rows = fetch_all(statement.sql, statement.params)
+    for u, rn, reached, win, is_cand, t, pk, gi, *rest in rows:
+        if rn == 1 and win:
+            value = win[40:] or None
+            winners[u] = (int(reached), int(win[:20]), int(win[20:40]), value)
+        if is_cand:
+            candidates[u].append(_Row(int(t), int(pk), int(gi), list(rest[: n - 1]), list(rest[n - 1 :])))
+    result = {}
+    window = p.window * US
+    for user, (reached, start_t, start_id, value) in winners.items():
+        times = [start_t]
+        if reached >= 2:
+            mine = sorted(candidates[user], key=lambda r: (r.t, r.id))
+            prev = next(r for r in mine if r.id == start_id)
+            deadline = start_t + window
+            for k in range(2, reached + 1):
+                gap = steps[k - 1].get("timeWindow")
+                prev = next(
+                    r
+                    for r in mine
+                    if (r.t, r.id) > (prev.t, prev.id)
+                    and r.matches[k - 2]
+                    and r.completes[k - 2] is not None
+                    and r.completes[k - 2] <= deadline
+                    and (gap is None or r.t - prev.t <= gap * US)
+                    and (not strict or r.gi in (prev.gi, prev.gi + 1))
+                )
+                times.append(prev.t)
+        result[user] = Outcome(times, value)
+    return result
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def step_table(steps: list[dict], results) -> list[dict]:
+    """The API's per-step figures from users' outcomes."""
+    results = list(results)
+    users = [sum(1 for o in results if o.reached >= k) for k in range(1, len(steps) + 1)]
+    table = []
+    for k, step in enumerate(steps):
+        gaps = [(o.times[k] - o.times[k - 1]) / US for o in results if o.reached > k] if k else []
+        previous = users[k - 1] if k else users[0]
+        table.append(
+            {
+                "step": k + 1,
+                "eventName": step["eventName"],
+                "users": users[k],
+                "conversionRate": users[k] / users[0] if users[0] else 0.0,
+                "stepConversionRate": users[k] / previous if previous else 0.0,
+                "dropOff": users[k - 1] - users[k] if k else 0,
+                "avgTimeToConvertSeconds": sum(gaps) / len(gaps) if gaps else None,
+                "medianTimeToConvertSeconds": _median(gaps),
+            }
+        )
+    return table
+
+
+def _overall(table: list[dict]) -> float:
+    return table[-1]["users"] / table[0]["users"] if table[0]["users"] else 0.0
+
+
+class FunnelQuery(QueryRunner):
+    """GET /funnels/{id}/analytics[?breakdown=property]."""
+
+    name = "funnel"
+
+    def parse(self, raw) -> FunnelParams:
+        breakdown = raw.get("breakdown") or None
+        if breakdown is not None and len(breakdown) > 200:
+            raise InvalidInput("breakdown must be at most 200 characters.", details={"breakdown": breakdown[:50]})
+        return _funnel_params(self, raw, breakdown=breakdown)
+
+    def calculate(self) -> dict:
+        p = self.params
+        results = outcomes(project_id=self.project.id, p=p)
+        self.rows = len(results)
+        table = step_table(p.steps, results.values())
+        body = {
+            "funnelId": p.funnel_id,
+            "name": p.name,
+            "startDate": local_iso(p.start, self.tz),
+            "endDate": local_iso(p.end, self.tz),
+            "order": p.order,
+            "conversionWindow": p.window,
+            "steps": table,
+            "overallConversionRate": _overall(table),
+        }
+        if p.breakdown is not None:
+            body["breakdown"] = _breakdown(p.steps, results.values())
+        return body
+
+
+def _breakdown(steps, results) -> list[dict]:
+    groups: dict[str | None, list[Outcome]] = defaultdict(list)
+    for outcome in results:
+        groups[outcome.value].append(outcome)
+    ranked = sorted(groups, key=lambda v: (-len(groups[v]), v is None, v or ""))
+    out = []
+    for value in ranked[:TOP_BREAKDOWN]:
+        table = step_table(steps, groups[value])
+        out.append(
+            {
+                "value": None if value is None else json.loads(value),
+                "steps": table,
+                "overallConversionRate": _overall(table),
+            }
+        )
+    rest = [o for value in ranked[TOP_BREAKDOWN:] for o in groups[value]]
+    if rest:
+        table = step_table(steps, rest)
+        out.append({"value": OTHER, "steps": table, "overallConversionRate": _overall(table)})
+    return out
+
+
+@dataclass(frozen=True)
+class FunnelUsersParams:
+    funnel: FunnelParams
+    step: int
+    status: str
+    limit: int
+    after: str | None
+
+
+def _encode_user_cursor(user_id: str) -> str:
+    return base64.urlsafe_b64encode(f"u:{user_id}".encode()).decode().rstrip("=")
+
+
+def _decode_user_cursor(raw: str) -> str:
+    try:
+        text = base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_", validate=True).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        text = ""
+    if not text.startswith("u:"):
+        raise InvalidInput("cursor is not one this API returned.", details={"cursor": raw[:100]})
+    return text[2:]
+
+
+def _whole(raw, name: str, low: int, default: int | None = None) -> int:
+    value = raw.get(name)
+    if value in (None, "") and default is not None:
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number < low:
+        raise InvalidInput(f"{name} must be a whole number of at least {low}.", details={name: value})
+    return number
+
+
+class FunnelUsersQuery(QueryRunner):
+    """GET /funnels/{id}/analytics/users?step=N&status=converted|dropped: who reached step N
+    (converted) or reached it and went no further (dropped), by userId, cursor-paginated.
+    The per-user outcomes are cached once per funnel and range, so paging is cheap."""
+
+    name = "funnel-users"
+
+    def parse(self, raw) -> FunnelUsersParams:
+        funnel = _funnel_params(self, raw)
+        step = _whole(raw, "step", 1)
+        if step > len(funnel.steps):
+            raise InvalidInput(f"step must be from 1 to {len(funnel.steps)}.", details={"step": raw.get("step")})
+        status = (raw.get("status") or "converted").strip().lower()
+        if status not in STATUSES:
+            raise InvalidInput("status must be converted or dropped.", details={"status": raw.get("status")})
+        limit = min(_whole(raw, "limit", 1, USERS_LIMIT), USERS_MAX_LIMIT)
+        cursor = raw.get("cursor")
+        return FunnelUsersParams(funnel, step, status, limit, _decode_user_cursor(cursor) if cursor else None)
+
+    def _entrants(self) -> list[tuple[str, int, int]]:
+        """(userId, reached step, entry time µs), sorted by userId; cached apart from the page."""
+        key = self.cache_key()
+        key = None if key is None else key.rsplit(":", 1)[0] + ":all:" + _digest(self.params.funnel)
+        cached = _cache_get(key)
+        if cached is not None:
+            return cached
+        results = outcomes(project_id=self.project.id, p=self.params.funnel)
+        entrants = sorted((user, o.reached, o.times[0]) for user, o in results.items())
+        _cache_set(key, entrants)
+        return entrants
+
+    def calculate(self) -> dict:
+        p = self.params
+        entrants = self._entrants()
+        self.rows = len(entrants)
+        wanted = (lambda r: r >= p.step) if p.status == "converted" else (lambda r: r == p.step)
+        page, more = [], False
+        for user, reached, entered in entrants:
+            if p.after is not None and user <= p.after or not wanted(reached):
+                continue
+            if len(page) == p.limit:
+                more = True
+                break
+            page.append(
+                {"userId": user, "reachedStep": reached, "enteredAt": iso_utc(EPOCH + timedelta(microseconds=entered))}
+            )
+        return {
+            "funnelId": p.funnel.funnel_id,
+            "step": p.step,
+            "status": p.status,
+            "users": page,
+            "nextCursor": _encode_user_cursor(page[-1]["userId"]) if more else None,
+        }
+
+
+def _digest(params: FunnelParams) -> str:
+    text = json.dumps(dataclasses.asdict(params), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
