@@ -110,6 +110,10 @@ QUERIES = {
         {"period": "day", "periods": "14", "days_back": 30, "cohort": "signup"},
     ),
     "journey, one user's first page": ("events.queries.JourneyQuery", {"days_back": 60, "userId": "user_0000042"}),
+    "funnel, 4 steps, 7-day window, 30 days": (
+        "funnels.queries.FunnelQuery",
+        {"days_back": 30, "funnel": ["page_view", "add_to_cart", "checkout_start", "purchase"]},
+    ),
 }
 
 
@@ -129,7 +133,14 @@ out = {{}}
 for label, (path, spec) in {QUERIES!r}.items():
     module, cls = path.rsplit(".", 1)
     runner_cls = getattr(importlib.import_module(module), cls)
-    params = {{k: v for k, v in spec.items() if k != "days_back"}}
+    params = {{k: v for k, v in spec.items() if k not in ("days_back", "funnel")}}
+    if "funnel" in spec:
+        from funnels.models import Funnel
+        funnel, _ = Funnel.objects.get_or_create(
+            project=project, name="bench " + " > ".join(spec["funnel"]),
+            defaults={{"steps": [{{"eventName": n}} for n in spec["funnel"]], "conversion_window": 7 * 86400}},
+        )
+        params["funnelId"] = funnel.id
     today = timezone.now().astimezone(project.tzinfo).date()
     params["startDate"] = (today - timedelta(days=spec["days_back"] - 1)).isoformat()
     params["endDate"] = today.isoformat()

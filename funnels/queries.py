@@ -7,26 +7,33 @@ stored, and one event fills at most one step. Every step-1 event inside the rang
 attempt; the user counts at the furthest step any attempt reaches, and the earliest such
 attempt, with the earliest step times among its paths, is the one reported.
 
-How, in one SQL statement (funnels/sql.py), with window functions over the user's rows:
+How, in one SQL statement (funnels/sql.py), with window functions over each user's rows:
 
 1. A match flag per step (event name and property filters, evaluated in SQL).
-2. Backwards dynamic programming, one level per step, n-1 levels: for each row that can fill
-   step k and each target step K >= k, `b[K][k]` = the earliest time at which steps k..K can
-   be completed starting from this row = min of `b[K][k+1]` over the rows that may fill step
+2. Backwards dynamic programming, one level per step: for each row that can fill step k and
+   each target step K >= k, `b[K][k]` = the earliest time at which steps k..K can be
+   completed starting from this row = min of `b[K][k+1]` over the rows that may fill step
    k+1 next (later in (t, id) order; within the step's `timeWindow`; in strict order only at
    the same timestamp or the user's next one). An attempt starting at s reaches K iff
    b[K][1](s) <= s + conversionWindow: the window bounds the completion time, and everything
-   in between is between the start and the completion.
-3. Per user: the earliest start reaching each K (a `min` over the partition of the packed
-   (time, id, breakdown value)); the furthest K with a start wins, with its earliest start.
+   in between lies between the start and the completion.
+   Ordered funnels run levels n-1..2 on the "skeleton" only (the rows that can fill steps
+   2..n, typically a small share), then sort the step-1 rows of the range together with the
+   step-2 rows for the single level-1 pass; strict funnels need every event of the user
+   (any of them breaks an attempt), so all levels run over all of them.
+3. Per user: the earliest start reaching each K (a `min` of the packed (time, id, breakdown
+   value)); the furthest K with a start wins, with its earliest start.
 4. The reported path of that attempt: each step takes the first row after the previous step
    that satisfies the step's constraints and from which the furthest step can still be
    completed in time (b[K][k] <= start + window). These "candidate" rows are few (winning
    users, inside their winning window, feasible), so this last greedy walk is done here.
 
-Complexity: with N rows read and n steps, one sort of the N rows by (user, time) plus n
-window passes, each linear (`ROWS UNBOUNDED PRECEDING` running minimums; a step with a
-`timeWindow` makes its pass O(N * rows within that window)); O(n^2) columns per row.
+Complexity, with S step-1 rows, R skeleton rows (A = all of the user's events in the span for
+strict funnels) and n steps: ordered, a sort of R plus n-2 linear window passes over R, then
+one sort of S + R and one linear pass (`ROWS UNBOUNDED PRECEDING` running minimums); strict,
+a sort of A and n linear passes over A. A step with a `timeWindow` makes its pass
+O(rows x rows within that window). O(n^2) columns per row. At 10M events (S = 4.8M,
+R = 0.9M, 2 cores) this is ~18 s cold: see bench/README.md for the profile.
 """
 
 import base64
@@ -39,11 +46,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.db import connection
+
 from analytics_platform.buckets import local_iso
 from analytics_platform.dates import iso_utc, parse_range
 from analytics_platform.errors import InvalidInput
 from analytics_platform.queries import QueryRunner, _cache_get, _cache_set
-from analytics_platform.sql import fetch_all
 from funnels.selectors import funnel_get
 from funnels.sql import EPOCH, US, funnel_sql
 
@@ -117,11 +125,12 @@ def outcomes(*, project_id: int, p: FunnelParams) -> dict[str, Outcome]:
     )
     winners: dict[str, tuple[int, int, int, object]] = {}
     candidates: dict[str, list[_Row]] = defaultdict(list)
-    rows = fetch_all(statement.sql, statement.params)
+    with connection.cursor() as cursor:
+        cursor.execute(statement.sql, statement.params)
+        rows = cursor.fetchall()
     for u, rn, reached, win, is_cand, t, pk, gi, *rest in rows:
         if rn == 1 and win:
-            value = win[40:] or None
-            winners[u] = (int(reached), int(win[:20]), int(win[20:40]), value)
+            winners[u] = (int(reached), int(win[:20]), int(win[20:40]), win[40:] or None)
         if is_cand:
             candidates[u].append(_Row(int(t), int(pk), int(gi), list(rest[: n - 1]), list(rest[n - 1 :])))
     result = {}
@@ -130,7 +139,8 @@ def outcomes(*, project_id: int, p: FunnelParams) -> dict[str, Outcome]:
         times = [start_t]
         if reached >= 2:
             mine = sorted(candidates[user], key=lambda r: (r.t, r.id))
-            prev = next(r for r in mine if r.id == start_id)
+            # the start row is a candidate only in strict funnels (which need its timestamp rank)
+            prev = next((r for r in mine if r.id == start_id), None) or _Row(start_t, start_id, 0, [], [])
             deadline = start_t + window
             for k in range(2, reached + 1):
                 gap = steps[k - 1].get("timeWindow")

@@ -122,7 +122,7 @@ def step_predicate(step: dict) -> tuple[str, list]:
 
 
 def _micros(column: str) -> str:
-    if _pg():
+    if _pg():  # exact: the epoch in seconds is a double with well under a microsecond of error
         return f"(date_part('epoch', {column}) * 1000000)::bigint"
     # SQLite keeps 'YYYY-MM-DD HH:MM:SS[.ffffff]' in UTC
     seconds = f"CAST(strftime('%%s', {column}) AS INTEGER)"
@@ -141,6 +141,10 @@ def _pack(t: str, pk: str, prop: str) -> str:
     return f"(printf('%%020d%%020d', {t}, {pk}) || COALESCE({prop}, ''))"
 
 
+def _greater(a: str, b: str) -> str:
+    return f"(CASE WHEN {a} >= {b} THEN {a} ELSE {b} END)"
+
+
 def _int(text: str) -> str:
     return f"CAST({text} AS bigint)" if _pg() else f"CAST({text} AS INTEGER)"
 
@@ -151,96 +155,200 @@ class FunnelSQL:
     params: list
 
 
-def funnel_sql(*, project_id: int, steps: list[dict], window: int, strict: bool, start, end, breakdown) -> FunnelSQL:
-    """One row per user that has any funnel row (`rn = 1`, carrying `win`, the packed
-    earliest attempt start for its furthest step, and `reached`), plus the "candidate" rows
-    from which the winning attempt's path is picked in Python (is_cand = 1).
+@dataclass(frozen=True)
+class Spec:
+    project_id: int
+    steps: list
+    window: int  # seconds
+    start: datetime
+    end: datetime
+    breakdown: str | None
 
-    Columns: u, rn, reached, win, is_cand, t, id, gi, m2..mn, c2..cn where c_k is the
-    earliest time the user's furthest step can be completed when this row fills step k."""
-    n = len(steps)
+    @property
+    def n(self) -> int:
+        return len(self.steps)
+
+    @property
+    def w(self) -> int:
+        return self.window * US
+
+
+OUTPUT = "u, rn, reached, win, is_cand, t, id, gi"
+
+
+def funnel_sql(*, project_id: int, steps: list[dict], window: int, strict: bool, start, end, breakdown) -> FunnelSQL:
+    """Rows of two kinds: one per entering user (`rn = 1`, carrying `reached`, the furthest
+    step, and `win`, the packed (time, id, breakdown value) of the earliest attempt start that
+    reaches it) and the "candidate" rows (`is_cand = 1`) from which that attempt's path is
+    picked. Columns: u, rn, reached, win, is_cand, t, id, gi, m2..mn, c2..cn, where c_k is
+    the earliest time the user's furthest step can be completed when this row fills step k."""
+    spec = Spec(project_id, steps, window, start, end, breakdown)
+    return _full_sql(spec, strict=True) if strict else _skeleton_sql(spec)
+
+
+def _scan(spec: Spec, *, first: int, names: list[str] | None, prop: bool = True) -> tuple[str, list]:
+    """The events of the span [start, end + window] as (u, id, t, m{first}..m{n}, prop)."""
     params: list = []
     user = 'e.user_id COLLATE "C"' if _pg() else "e.user_id"
     flags = []
-    for k, step in enumerate(steps, start=1):
-        predicate, predicate_params = step_predicate(step)
+    for k in range(first, spec.n + 1):
+        predicate, predicate_params = step_predicate(spec.steps[k - 1])
         flags.append(f"CASE WHEN {predicate} THEN 1 ELSE 0 END AS m{k}")
         params += predicate_params
-    prop = "NULL"
-    if breakdown is not None:
-        prop_sql = Prop.of(breakdown)
-        prop, params = prop_sql.json, [*params, *prop_sql.params]
+    value, value_params = _breakdown_value(spec) if prop else ("NULL", [])
+    params += value_params
     where = "e.project_id = %s AND e.timestamp >= %s AND e.timestamp <= %s"
-    params += [project_id, ts(start), ts(end + timedelta(seconds=window))]
-    if not strict:  # only the funnel's events can matter (the (project, event_name, timestamp) index)
-        names = sorted({step["eventName"] for step in steps})
+    params += [spec.project_id, ts(spec.start), ts(spec.end + timedelta(seconds=spec.window))]
+    if names is not None:  # only these events can matter (the (project, event_name, timestamp) index)
         where += f" AND e.event_name IN ({', '.join(['%s'] * len(names))})"
         params += names
-    t = _micros("e.timestamp")
-    columns = f"{user} AS u, e.id AS id, {t} AS t, {', '.join(flags)}, {prop} AS prop"
-    ctes = [f"raw AS (SELECT {columns} FROM events_event e WHERE {where})"]
-    source = "raw"
-    if strict:
-        # strict: the rank of each distinct timestamp among all of the user's events in the span;
-        # two steps are consecutive when their ranks are equal or adjacent
-        ctes.append("grp AS (SELECT raw.*, dense_rank() OVER (PARTITION BY u ORDER BY t) AS gi FROM raw)")
-        source = "grp"
-    gi = "gi" if strict else "0 AS gi"
-    any_step = " + ".join(f"m{k}" for k in range(1, n + 1))
-    w = window * US
-    ctes.append(
-        f"lv{n} AS (SELECT u, id, t, {gi}, {', '.join(f'm{k}' for k in range(1, n + 1))}, prop, "
-        f"CASE WHEN m1 = 1 AND t >= %s AND t < %s THEN 1 ELSE 0 END AS st, CASE WHEN m{n} = 1 THEN t END AS b{n}_{n} "
-        f"FROM {source} WHERE {any_step} > 0)"
-    )
-    params += [to_micros(start), to_micros(end)]
+    columns = f"{user} AS u, e.id AS id, {_micros('e.timestamp')} AS t, {', '.join(flags)}, {value} AS prop"
+    return f"SELECT {columns} FROM events_event e WHERE {where}", params
 
-    # b{K}_{k}: the earliest time steps k..K can be completed when this row fills step k
-    # (NULL when they cannot), from the rows after it in (t, id) order: levels n-1 .. 1
-    for k in range(n - 1, 0, -1):
-        gap = steps[k].get("timeWindow")  # the constraint between step k and step k+1
+
+def _breakdown_value(spec: Spec) -> tuple[str, list]:
+    if spec.breakdown is None:
+        return "NULL", []
+    prop = Prop.of(spec.breakdown)
+    return prop.json, prop.params
+
+
+def _levels(spec: Spec, source: str, *, lowest: int, strict: bool) -> list[str]:
+    """CTEs lv{n} .. lv{lowest} over `source`: b{K}_{k}, the earliest time steps k..K can be
+    completed when this row fills step k (NULL when they cannot), from the rows after it."""
+    n = spec.n
+    any_step = " + ".join(f"m{k}" for k in range(lowest, n + 1))
+    ctes = [
+        f"lv{n} AS (SELECT {source}.*, CASE WHEN m{n} = 1 THEN t END AS b{n}_{n} FROM {source} WHERE {any_step} > 0)"
+    ]
+    for k in range(n - 1, lowest - 1, -1):
+        gap = spec.steps[k].get("timeWindow")  # the constraint between step k and step k+1
         fills = "st = 1" if k == 1 else f"m{k} = 1"
-        columns, windows = [], _frames(strict, gap)
-        for K in range(k + 1, n + 1):
-            columns.append(f"CASE WHEN {fills} THEN {_after(f'b{K}_{k + 1}', strict, gap)} END AS b{K}_{k}")
+        columns = [
+            f"CASE WHEN {fills} THEN {_after(f'b{K}_{k + 1}', strict, gap)} END AS b{K}_{k}"
+            for K in range(k + 1, n + 1)
+        ]
         if k >= 2:
             columns.append(f"CASE WHEN m{k} = 1 THEN t END AS b{k}_{k}")
-        ctes.append(f"lv{k} AS (SELECT lv{k + 1}.*, {', '.join(columns)} FROM lv{k + 1} WINDOW {windows})")
+        ctes.append(f"lv{k} AS (SELECT lv{k + 1}.*, {', '.join(columns)} FROM lv{k + 1} WINDOW {_frames(strict, gap)})")
+    return ctes
 
-    packed = _pack("t", "id", "prop")
-    reach = [f"min(CASE WHEN st = 1 THEN {packed} END) OVER whole AS w1"]
-    for K in range(2, n + 1):
-        reach.append(f"min(CASE WHEN st = 1 AND b{K}_1 <= t + {w} THEN {packed} END) OVER whole AS w{K}")
-    ctes.append(
-        f"fin AS (SELECT lv1.*, {', '.join(reach)}, row_number() OVER (PARTITION BY u ORDER BY t DESC, id DESC) AS rn "
-        "FROM lv1 WINDOW whole AS (PARTITION BY u))"
-    )
-    win = "COALESCE(" + ", ".join(f"w{K}" for K in range(n, 0, -1)) + ")"
-    reached = "CASE " + " ".join(f"WHEN w{K} IS NOT NULL THEN {K}" for K in range(n, 0, -1)) + " ELSE 0 END"
-    ctes.append(
-        f"res AS (SELECT fin.*, {win} AS win, {reached} AS reached, "
-        f"{_int(f'substr({win}, 1, 20)')} AS win_t, {_int(f'substr({win}, 21, 20)')} AS win_id FROM fin)"
-    )
-    # c_k: b{reached}_k, the completion time that matters for this user
+
+def _chosen(n: int) -> str:
+    """c_k = b{reached}_k: the completion time that matters for this user."""
     chosen = []
     for k in range(2, n + 1):
         cases = " ".join(f"WHEN {K} THEN b{K}_{k}" for K in range(k, n + 1))
         chosen.append(f"CASE reached {cases} END AS c{k}")
-    ctes.append(f"sel AS (SELECT res.*, {', '.join(chosen)} FROM res)")
+    return ", ".join(chosen)
+
+
+def _candidate(n: int, w: int) -> str:
     feasible = " OR ".join(f"(m{k} = 1 AND c{k} <= win_t + {w})" for k in range(2, n + 1))
-    cand = f"(reached >= 2 AND t >= win_t AND t <= win_t + {w} AND (id = win_id OR {feasible}))"
-    outputs = ", ".join([*(f"m{k}" for k in range(2, n + 1)), *(f"c{k}" for k in range(2, n + 1))])
+    return f"(reached >= 2 AND t >= win_t AND t <= win_t + {w} AND (id = win_id OR {feasible}))"
+
+
+def _outputs(n: int) -> str:
+    return ", ".join([*(f"m{k}" for k in range(2, n + 1)), *(f"c{k}" for k in range(2, n + 1))])
+
+
+def _win_columns(win: str) -> str:
+    return f"{_int(f'substr({win}, 1, 20)')} AS win_t, {_int(f'substr({win}, 21, 20)')} AS win_id"
+
+
+def _skeleton_sql(spec: Spec) -> FunnelSQL:
+    """Ordered funnels. Levels n-1 .. 2 run on the "skeleton" only (the rows that can fill
+    steps 2..n: few), and the many step-1 rows of the range join it for a single pass: one
+    sort of both, one window (level 1: b{K}_1 of each start), one aggregate per user."""
+    n, w = spec.n, spec.w
+    later_names = sorted({step["eventName"] for step in spec.steps[1:]})
+    skeleton, params = _scan(spec, first=2, names=later_names, prop=False)
+    ctes = [f"sk AS ({skeleton})", *_levels(spec, "sk", lowest=2, strict=False)]
+    step_one, step_one_params = step_predicate(spec.steps[0])
+    prop, prop_params = _breakdown_value(spec)
+    user = 'e.user_id COLLATE "C"' if _pg() else "e.user_id"
+    ctes.append(
+        f"starts AS (SELECT {user} AS u, e.id AS id, {_micros('e.timestamp')} AS t, {prop} AS prop "
+        f"FROM events_event e WHERE e.project_id = %s AND e.timestamp >= %s AND e.timestamp < %s AND {step_one})"
+    )
+    params += [*prop_params, spec.project_id, ts(spec.start), ts(spec.end), *step_one_params]
+    # one row per start (st = 1) and per step-2 skeleton row; an event that is both comes
+    # twice, and its start copy sorts after its skeleton copy so it cannot follow itself
+    later = [f"b{K}_2" for K in range(2, n + 1)]
+    nulls = ", ".join(f"NULL AS b{K}_2" for K in range(2, n + 1))
+    ctes.append(
+        f"joined AS (SELECT u, id, t, 0 AS st, NULL AS prop, {', '.join(later)} FROM lv2 WHERE m2 = 1 "
+        f"UNION ALL SELECT u, id, t, 1 AS st, prop, {nulls} FROM starts)"
+    )
+    gap = spec.steps[1].get("timeWindow")
+    columns = [f"CASE WHEN st = 1 THEN {_after(f'b{K}_2', False, gap)} END AS b{K}_1" for K in range(2, n + 1)]
+    # packed once per row here, not once per aggregate below
+    columns.append(f"CASE WHEN st = 1 THEN {_pack('t', 'id', 'prop')} END AS packed")
+    ctes.append(f"lv1 AS (SELECT joined.*, {', '.join(columns)} FROM joined WINDOW {_frames(False, gap, tie='st')})")
+    first = "packed" if spec.breakdown is not None else "t"
+    reach = [f"min(CASE WHEN st = 1 THEN {first} END) AS w1"]
+    reach += [f"min(CASE WHEN b{K}_1 <= t + {w} THEN packed END) AS w{K}" for K in range(2, n + 1)]
+    w1 = "w1" if spec.breakdown is not None else _pack("w1", "0", "NULL")
+    win = "COALESCE(" + ", ".join([*(f"w{K}" for K in range(n, 1, -1)), w1]) + ")"
+    reached = "CASE " + " ".join(f"WHEN w{K} IS NOT NULL THEN {K}" for K in range(n, 1, -1)) + " ELSE 1 END"
+    ctes += [
+        f"agg AS (SELECT u, {', '.join(reach)} FROM lv1 GROUP BY u HAVING max(st) = 1)",
+        f"res AS (SELECT u, {win} AS win, {reached} AS reached FROM agg)",
+        f"cj AS (SELECT lv2.*, res.reached, res.win, {_win_columns('res.win')} FROM lv2 JOIN res ON res.u = lv2.u "
+        "WHERE res.reached >= 2)",
+        f"ck AS (SELECT cj.*, {_chosen(n)} FROM cj)",
+    ]
+    empty = ", ".join(["NULL"] * (2 * (n - 1)))
     sql = (
-        "WITH " + ", ".join(ctes) + f" SELECT u, rn, reached, win, is_cand, t, id, gi, {outputs} FROM "
-        f"(SELECT sel.*, CASE WHEN {cand} THEN 1 ELSE 0 END AS is_cand FROM sel) x WHERE rn = 1 OR is_cand = 1"
+        "WITH " + ", ".join(ctes) + " SELECT u, 1 AS rn, reached, win, 0 AS is_cand, NULL AS t, NULL AS id, 0 AS gi, "
+        f"{empty} FROM res UNION ALL SELECT {OUTPUT}, {_outputs(n)} FROM "
+        f"(SELECT ck.*, 0 AS rn, 1 AS is_cand, 0 AS gi FROM ck) c WHERE {_candidate(n, w)}"
     )
     return FunnelSQL(sql, params)
 
 
-def _frames(strict: bool, gap: int | None) -> str:
+def _full_sql(spec: Spec, *, strict: bool) -> FunnelSQL:
+    """The general case (strict funnels, a timeWindow on step 2): the dynamic programming runs
+    over all the rows, down to step 1. Strict funnels read every event of the user in the span,
+    since any of them breaks an attempt; the others only the funnel's events."""
+    n, w = spec.n, spec.w
+    names = None if strict else sorted({step["eventName"] for step in spec.steps})
+    raw, params = _scan(spec, first=1, names=names)
+    # strict: the rank of each distinct timestamp among all of the user's events in the span;
+    # two steps are consecutive when their ranks are equal or adjacent
+    gi = "dense_rank() OVER (PARTITION BY u ORDER BY t)" if strict else "0"
+    ctes = [
+        f"raw AS ({raw})",
+        f"grp AS (SELECT raw.*, {gi} AS gi, CASE WHEN m1 = 1 AND t >= %s AND t < %s THEN 1 ELSE 0 END AS st FROM raw)",
+    ]
+    params += [to_micros(spec.start), to_micros(spec.end)]
+    ctes += _levels(spec, "grp", lowest=1, strict=strict)
+    packed = _pack("t", "id", "prop")
+    reach = [f"min(CASE WHEN st = 1 THEN {packed} END) OVER whole AS w1"]
+    for K in range(2, n + 1):
+        reach.append(f"min(CASE WHEN st = 1 AND b{K}_1 <= t + {w} THEN {packed} END) OVER whole AS w{K}")
+    win = "COALESCE(" + ", ".join(f"w{K}" for K in range(n, 0, -1)) + ")"
+    reached = "CASE " + " ".join(f"WHEN w{K} IS NOT NULL THEN {K}" for K in range(n, 0, -1)) + " ELSE 0 END"
+    ctes += [
+        f"fin AS (SELECT lv1.*, {', '.join(reach)}, row_number() OVER (PARTITION BY u ORDER BY t DESC, id DESC) AS rn "
+        "FROM lv1 WINDOW whole AS (PARTITION BY u))",
+        f"res AS (SELECT fin.*, {win} AS win, {reached} AS reached, {_win_columns(win)} FROM fin)",
+        f"sel AS (SELECT res.*, {_chosen(n)} FROM res)",
+    ]
+    sql = (
+        "WITH " + ", ".join(ctes) + f" SELECT {OUTPUT}, {_outputs(n)} FROM "
+        f"(SELECT sel.*, CASE WHEN {_candidate(n, w)} THEN 1 ELSE 0 END AS is_cand FROM sel) x "
+        "WHERE rn = 1 OR is_cand = 1"
+    )
+    return FunnelSQL(sql, params)
+
+
+def _frames(strict: bool, gap: int | None, *, tie: str | None = None) -> str:
+    """The windows `_after` reads; `tie` orders rows with the same (t, id) (see _skeleton_sql)."""
+    order = f"id DESC, {tie} DESC" if tie else "id DESC"
     if not strict and gap is None:
-        return "later AS (PARTITION BY u ORDER BY t DESC, id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
-    frames = ["same AS (PARTITION BY u, t ORDER BY id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"]
+        return f"later AS (PARTITION BY u ORDER BY t DESC, {order} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+    frames = [f"same AS (PARTITION BY u, t ORDER BY {order} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"]
     if strict:
         frames.append("nxt AS (PARTITION BY u ORDER BY gi DESC RANGE BETWEEN 1 PRECEDING AND 1 PRECEDING)")
     else:
@@ -250,7 +358,7 @@ def _frames(strict: bool, gap: int | None) -> str:
     return ", ".join(frames)
 
 
-def _after(column: str, strict: bool, gap: int | None) -> str:
+def _after(column: str, strict: bool, gap: int | None, *, tie: str | None = None) -> str:
     """min(column) over the rows that may fill the next step after this one: later in (t, id)
     order; within `gap` seconds when the step has a timeWindow; in strict order, at the same
     timestamp or the user's next one."""

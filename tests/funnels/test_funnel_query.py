@@ -160,7 +160,7 @@ def random_steps(rng, *, step=600):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", range(80))
 def test_generated_funnels_match_the_reference(project, seed):
     rng = random.Random(seed)
     events = generate(rng)
