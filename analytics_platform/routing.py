@@ -1,2 +1,7 @@
-# WebSocket routes; the live event stream joins here.
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from events.consumers import EventStreamConsumer
+
+websocket_urlpatterns = [
+    path("ws/events", EventStreamConsumer.as_asgi()),
+]

@@ -64,6 +64,10 @@ CACHE_TTL_SECONDS = env_int("CACHE_TTL_SECONDS", 300)
 ANALYTICS_USE_ROLLUPS = env_bool("ANALYTICS_USE_ROLLUPS", True)
 # Threads per web process running Django's (synchronous) request handling.
 HTTP_THREADS = env_int("HTTP_THREADS", 8)
+# Live stream: events queued per socket before a slow reader starts losing them (it is told
+# how many), and seconds between stats messages.
+LIVE_QUEUE_EVENTS = env_int("LIVE_QUEUE_EVENTS", 1000)
+LIVE_STATS_SECONDS = env_int("LIVE_STATS_SECONDS", 5)
 # Proxies (IPs or CIDRs) whose X-Forwarded-For is believed for the client's address.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
 # Ingestion bodies may be 5 MB; events.payload enforces that limit itself.

@@ -1,11 +1,12 @@
 """Publishing stored events to the project's live-stream group (the WebSocket consumer
 forwards them). Called after commit, with only the rows that were actually inserted."""
 
+import asyncio
 import json
 
 import structlog
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 logger = structlog.get_logger(__name__)
 
@@ -28,13 +29,44 @@ def event_message(row: list) -> dict:
     }
 
 
+_sockets_loop: asyncio.AbstractEventLoop | None = None
+
+
+def sockets_loop_set(loop: asyncio.AbstractEventLoop) -> None:
+    """Called by the consumer: the event loop this process's sockets live on."""
+    global _sockets_loop
+    _sockets_loop = loop
+
+
+def _group_send(layer, group: str, message: dict) -> None:
+    """The in-memory layer (embedded default) keeps asyncio queues of the sockets' loop, which
+    must only be touched from that loop's thread: from a request thread, hand the send over to
+    that loop. The Redis layer works from any loop."""
+    loop = _sockets_loop
+    if isinstance(layer, InMemoryChannelLayer) and loop is not None and loop.is_running():
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not loop:
+            asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop).result(timeout=5)
+            return
+    async_to_sync(layer.group_send)(group, message)
+
+
+def event_text(event: dict) -> str:
+    """What a socket receives for one event."""
+    return json.dumps({"type": "event", "event": event}, separators=(",", ":"))
+
+
 def live_publish(*, project_id: int, rows: list[list]) -> None:
     layer = get_channel_layer()
     if layer is None or not rows:
         return
+    events = [event_message(row) for row in rows]
+    # each socket filters on the dicts and sends the text, serialized here once for all of them
+    message = {"type": "events.stored", "events": events, "texts": [event_text(event) for event in events]}
     try:
-        async_to_sync(layer.group_send)(
-            project_group(project_id), {"type": "events.stored", "events": [event_message(row) for row in rows]}
-        )
+        _group_send(layer, project_group(project_id), message)
     except Exception as exc:  # the events are stored; a live view missing them is not worth a retry
         logger.warning("live_publish_failed", project_id=project_id, error=type(exc).__name__)

@@ -22,6 +22,7 @@ from analytics_platform.errors import InvalidInput, PayloadTooLarge, ServiceUnav
 from analytics_platform.redis import REDIS_DOWN
 from events import dedup, queueing
 from events.live import live_publish
+from events.livestats import live_count
 from events.rollups import rollup_timezone_for_write
 from events.store import insert_rows
 from events.validation import validate_event
@@ -47,7 +48,9 @@ def events_persist(*, project_id: int, rows: list[list], publish: bool = True) -
     if inserted:
         project_data_version_bump(project_id=project_id)
         if publish:
-            live_publish(project_id=project_id, rows=[row for row in rows if row[0] in inserted])
+            new = [row for row in rows if row[0] in inserted]
+            live_count(project_id=project_id, user_ids=[row[1] for row in new])
+            live_publish(project_id=project_id, rows=new)
     return len(inserted)
 
 

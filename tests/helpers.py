@@ -69,9 +69,10 @@ def event(user="u1", name="page_view", ts="2024-01-01T10:00:00Z", **fields) -> d
     return {"userId": user, "eventName": name, "timestamp": ts, **fields}
 
 
-def store_events(project, events) -> None:
+def store_events(project, events, *, publish: bool = False) -> None:
     """Stores (user, event name, aware datetime[, properties[, session id]]) tuples directly
-    through the persistence service, as the worker would."""
+    through the persistence service, as the worker would (publishing to the live stream too
+    with `publish`)."""
     from datetime import UTC, datetime
 
     from events.services import events_persist
@@ -93,4 +94,4 @@ def store_events(project, events) -> None:
         assert errors is None, errors
         rows.append(row.as_job_row())
     for start in range(0, len(rows), 2000):
-        events_persist(project_id=project.id, rows=rows[start : start + 2000], publish=False)
+        events_persist(project_id=project.id, rows=rows[start : start + 2000], publish=publish)

@@ -1,0 +1,85 @@
+"""One channel-layer subscription per project per process, fanned out in memory to that
+process's sockets.
+
+A Channels consumer would normally join the project's group itself; then every batch of
+events crosses Redis and is decoded once per socket (100 sockets: 100 copies of a
+1,000-event message). Here the first socket of a project in this process subscribes a
+channel of its own to the group and a task hands each batch to every local socket, whose
+`deliver` filters and queues without waiting. The last socket to leave unsubscribes.
+"""
+
+import asyncio
+import weakref
+from collections import defaultdict
+
+import structlog
+from channels.layers import get_channel_layer
+
+from events.live import event_text, project_group
+
+logger = structlog.get_logger(__name__)
+
+RESUBSCRIBE_SECONDS = 3600  # the Redis layer forgets group members after a day
+
+
+class _Subscription:
+    def __init__(self):
+        self.sockets: set = set()
+        self.ready = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+
+class Hub:
+    def __init__(self):
+        self.subscriptions: dict[int, _Subscription] = defaultdict(_Subscription)
+
+    async def join(self, project_id: int, socket) -> None:
+        """Returns once events stored from now on will reach `socket.deliver`."""
+        subscription = self.subscriptions[project_id]
+        subscription.sockets.add(socket)
+        if subscription.task is None:
+            subscription.task = asyncio.create_task(self._pump(project_id, subscription))
+        await subscription.ready.wait()
+
+    def leave(self, project_id: int, socket) -> None:
+        subscription = self.subscriptions.get(project_id)
+        if subscription is None:
+            return
+        subscription.sockets.discard(socket)
+        if not subscription.sockets:
+            subscription.task.cancel()
+            del self.subscriptions[project_id]
+
+    async def _pump(self, project_id: int, subscription: _Subscription) -> None:
+        layer, group = get_channel_layer(), project_group(project_id)
+        channel = await layer.new_channel()
+        try:
+            await layer.group_add(group, channel)
+            subscription.ready.set()
+            renewed = asyncio.get_running_loop().time()
+            while True:
+                message = await layer.receive(channel)
+                texts = message.get("texts") or [event_text(event) for event in message["events"]]
+                for socket in list(subscription.sockets):
+                    socket.deliver(message["events"], texts)
+                if asyncio.get_running_loop().time() - renewed > RESUBSCRIBE_SECONDS:
+                    await layer.group_add(group, channel)
+                    renewed = asyncio.get_running_loop().time()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the layer is gone (Redis down): these sockets get no events
+            logger.warning("live_subscription_failed", project_id=project_id, error=type(exc).__name__)
+        finally:
+            subscription.ready.set()  # nobody waits forever
+            await asyncio.shield(layer.group_discard(group, channel))
+
+
+_hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
+
+
+def hub() -> Hub:
+    """This event loop's hub (a server process has one loop; tests start several)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _hubs:
+        _hubs[loop] = Hub()
+    return _hubs[loop]
