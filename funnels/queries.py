@@ -43,9 +43,11 @@ import hashlib
 import json
 import statistics
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection
 
 from analytics_platform.buckets import local_iso
@@ -110,24 +112,54 @@ def _funnel_params(runner, raw, *, breakdown=None) -> FunnelParams:
     )
 
 
+def _parallelism() -> int:
+    """PostgreSQL runs each part of the statement in one process: split the users into
+    FUNNEL_PARALLELISM parts (a power of two) on as many connections. Inside a transaction
+    (tests) the other connections would not see its rows: one part."""
+    wanted = settings.FUNNEL_PARALLELISM
+    if connection.vendor != "postgresql" or connection.in_atomic_block or wanted < 2:
+        return 1
+    return 1 << (wanted.bit_length() - 1)
+
+
+def _fetch(statement) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(statement.sql, statement.params)
+        return cursor.fetchall()
+
+
+def _fetch_in_thread(statement) -> list[tuple]:
+    try:
+        return _fetch(statement)
+    finally:
+        connection.close()  # this thread's connection, back to the pool
+
+
 def outcomes(*, project_id: int, p: FunnelParams) -> dict[str, Outcome]:
     """Every entering user's best attempt (see the module docstring)."""
     steps, n = p.steps, len(p.steps)
     strict = p.order == "strict"
-    statement = funnel_sql(
-        project_id=project_id,
-        steps=steps,
-        window=p.window,
-        strict=strict,
-        start=p.start,
-        end=p.end,
-        breakdown=p.breakdown,
-    )
+    parts = _parallelism()
+    statements = [
+        funnel_sql(
+            project_id=project_id,
+            steps=steps,
+            window=p.window,
+            strict=strict,
+            start=p.start,
+            end=p.end,
+            breakdown=p.breakdown,
+            part=(index, parts) if parts > 1 else None,
+        )
+        for index in range(parts)
+    ]
+    if parts == 1:
+        rows = _fetch(statements[0])
+    else:  # users split by hash, each part on its own connection (the parts share no user)
+        with ThreadPoolExecutor(parts) as pool:
+            rows = [row for part_rows in pool.map(_fetch_in_thread, statements) for row in part_rows]
     winners: dict[str, tuple[int, int, int, object]] = {}
     candidates: dict[str, list[_Row]] = defaultdict(list)
-    with connection.cursor() as cursor:
-        cursor.execute(statement.sql, statement.params)
-        rows = cursor.fetchall()
     for u, rn, reached, win, is_cand, t, pk, gi, *rest in rows:
         if rn == 1 and win:
             winners[u] = (int(reached), int(win[:20]), int(win[20:40]), win[40:] or None)

@@ -163,6 +163,16 @@ class Spec:
     start: datetime
     end: datetime
     breakdown: str | None
+    part: tuple[int, int] | None = None  # (index, count): only the users hashed to this part
+
+    @property
+    def users(self) -> str:
+        """The extra condition selecting this part's users (PostgreSQL's hashtext; count is a
+        power of two), or nothing."""
+        if self.part is None:
+            return ""
+        index, count = self.part
+        return f" AND (hashtext(e.user_id) & {int(count) - 1}) = {int(index)}"
 
     @property
     def n(self) -> int:
@@ -176,13 +186,15 @@ class Spec:
 OUTPUT = "u, rn, reached, win, is_cand, t, id, gi"
 
 
-def funnel_sql(*, project_id: int, steps: list[dict], window: int, strict: bool, start, end, breakdown) -> FunnelSQL:
+def funnel_sql(
+    *, project_id: int, steps: list[dict], window: int, strict: bool, start, end, breakdown, part=None
+) -> FunnelSQL:
     """Rows of two kinds: one per entering user (`rn = 1`, carrying `reached`, the furthest
     step, and `win`, the packed (time, id, breakdown value) of the earliest attempt start that
     reaches it) and the "candidate" rows (`is_cand = 1`) from which that attempt's path is
     picked. Columns: u, rn, reached, win, is_cand, t, id, gi, m2..mn, c2..cn, where c_k is
     the earliest time the user's furthest step can be completed when this row fills step k."""
-    spec = Spec(project_id, steps, window, start, end, breakdown)
+    spec = Spec(project_id, steps, window, start, end, breakdown, part)
     return _full_sql(spec, strict=True) if strict else _skeleton_sql(spec)
 
 
@@ -203,7 +215,7 @@ def _scan(spec: Spec, *, first: int, names: list[str] | None, prop: bool = True)
         where += f" AND e.event_name IN ({', '.join(['%s'] * len(names))})"
         params += names
     columns = f"{user} AS u, e.id AS id, {_micros('e.timestamp')} AS t, {', '.join(flags)}, {value} AS prop"
-    return f"SELECT {columns} FROM events_event e WHERE {where}", params
+    return f"SELECT {columns} FROM events_event e WHERE {where}{spec.users}", params
 
 
 def _breakdown_value(spec: Spec) -> tuple[str, list]:
@@ -269,7 +281,8 @@ def _skeleton_sql(spec: Spec) -> FunnelSQL:
     user = 'e.user_id COLLATE "C"' if _pg() else "e.user_id"
     ctes.append(
         f"starts AS (SELECT {user} AS u, e.id AS id, {_micros('e.timestamp')} AS t, {prop} AS prop "
-        f"FROM events_event e WHERE e.project_id = %s AND e.timestamp >= %s AND e.timestamp < %s AND {step_one})"
+        "FROM events_event e WHERE e.project_id = %s AND e.timestamp >= %s AND e.timestamp < %s "
+        f"AND {step_one}{spec.users})"
     )
     params += [*prop_params, spec.project_id, ts(spec.start), ts(spec.end), *step_one_params]
     # one row per start (st = 1) and per step-2 skeleton row; an event that is both comes

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from funnels.queries import FunnelParams, outcomes, step_table
+from funnels.queries import FunnelParams, _parallelism, outcomes, step_table
 from funnels.serializers import validate_steps
 from funnels.sql import EPOCH
 from tests import reference
@@ -170,3 +170,16 @@ def test_generated_funnels_match_the_reference(project, seed):
     start = BASE + timedelta(hours=rng.choice([0, 6, 12]))
     end = start + timedelta(hours=rng.choice([12, 24, 48]))
     run_both(project, events, steps, window=window, order=order, start=start, end=end)
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5, 6])
+def test_users_split_over_parallel_connections_give_the_same_answer(postgres, project, settings, seed):
+    """Outside a transaction PostgreSQL computes the funnel in FUNNEL_PARALLELISM parts."""
+    settings.FUNNEL_PARALLELISM = 2
+    assert _parallelism() == 2
+    rng = random.Random(seed)
+    events = generate(rng, users=40)
+    window = 600 * rng.choice([6, 36, 144])
+    order = "strict" if seed % 2 else "ordered"
+    start, end = BASE + timedelta(hours=6), BASE + timedelta(hours=30)
+    run_both(project, events, random_steps(rng), window=window, order=order, start=start, end=end)
