@@ -32,8 +32,9 @@ Complexity, with S step-1 rows, R skeleton rows (A = all of the user's events in
 strict funnels) and n steps: ordered, a sort of R plus n-2 linear window passes over R, then
 one sort of S + R and one linear pass (`ROWS UNBOUNDED PRECEDING` running minimums); strict,
 a sort of A and n linear passes over A. A step with a `timeWindow` makes its pass
-O(rows x rows within that window). O(n^2) columns per row. At 10M events (S = 4.8M,
-R = 0.9M, 2 cores) this is ~18 s cold: see bench/README.md for the profile.
+O(rows x rows within that window). O(n^2) columns per row. On PostgreSQL the users are
+split by hash into FUNNEL_PARALLELISM parts run on as many connections at once. At 10M events
+(S = 4.8M, R = 0.9M, 2 cores) this is ~12 s cold: see bench/README.md for the profile.
 """
 
 import base64
