@@ -4,6 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Live sockets uncompressed: per-message deflate costs more CPU per event than the whole send
+# (bench/README.md, live.py); a proxy in front may still compress.
+UVICORN_FLAGS ?= --ws-per-message-deflate false
 
 .PHONY: run test lint bench worker serve setup venv clean
 
@@ -18,12 +21,12 @@ $(VENV)/.installed: requirements.txt
 run: venv
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py setup --demo-key sample-api-key-789
 	@echo "Serving HTTP and WebSocket on http://$(HOST):$(PORT)  (docs: /api-docs, admin: /admin/)"
-	DEBUG=$${DEBUG:-1} $(BIN)/uvicorn analytics_platform.asgi:application --host $(HOST) --port $(PORT)
+	DEBUG=$${DEBUG:-1} $(BIN)/uvicorn analytics_platform.asgi:application --host $(HOST) --port $(PORT) $(UVICORN_FLAGS)
 
 # Production-style processes, for when DATABASE_URL and REDIS_URL are set.
 serve: venv
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/uvicorn analytics_platform.asgi:application --host $(HOST) --port $(PORT) --workers $${WEB_CONCURRENCY:-2}
+	$(BIN)/uvicorn analytics_platform.asgi:application --host $(HOST) --port $(PORT) --workers $${WEB_CONCURRENCY:-2} $(UVICORN_FLAGS)
 
 worker: venv
 	$(BIN)/python manage.py rqworker default --with-scheduler

@@ -154,6 +154,8 @@ class Stack:
                 "--no-access-log",
                 "--log-level",
                 "warning",
+                "--ws-per-message-deflate",  # as `make serve` and the Dockerfile run it
+                "false",
             ],
             cwd=ROOT,
             env=env,

@@ -61,7 +61,8 @@ def stack(postgres, redis_url, tmp_path):
     ports = [free_port(), free_port()]
     processes = [
         start(
-            ["-m", "uvicorn", "analytics_platform.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
+            ["-m", "uvicorn", "analytics_platform.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
+            + ["--ws-per-message-deflate", "false"],
             {**env, "LIVE_QUEUE_EVENTS": "5" if i else "1000"},
             tmp_path / f"web{i}.log",
         )
@@ -162,11 +163,13 @@ def test_two_servers_one_worker_real_sockets(stack, project, other_project, make
 def test_a_socket_that_stops_reading_is_told_what_it_lost(stack, project, make_key, redis_url):
     read = make_key(project, scopes=["read"])
     small = socket.create_connection(("127.0.0.1", stack[1]))
-    small.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    with connect(f"ws://127.0.0.1:{stack[1]}/ws/events?apiKey={read}", sock=small, max_size=None) as ws:
+    small.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # small, not so small that TCP crawls
+    with connect(
+        f"ws://127.0.0.1:{stack[1]}/ws/events?apiKey={read}", sock=small, max_size=None, ping_interval=None
+    ) as ws:
         receive(ws, "subscribed")
         layer = RedisChannelLayer(hosts=[redis_url], prefix="ap:channels")  # as the servers' settings say
-        padding = "x" * 20_000
+        padding = "x" * 5_000  # ~15 MB in all: more than the socket buffers hold
         sent = 0
         for batch in range(60):
             events = [{"eventId": f"e{batch}-{i}", "eventName": "tick", "pad": padding} for i in range(50)]
