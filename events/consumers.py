@@ -137,14 +137,25 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
             else:
                 self.queue.put_nowait(text)
 
+    def lost(self, count: int) -> None:
+        """From the hub: `count` events of the project never reached this process (the channel
+        layer dropped them); told like events this socket dropped itself."""
+        if self.queue.empty():
+            self.queue.put_nowait(None)  # wakes the sender, which then says "lagged"
+        self.lagging = True
+        self.dropped += count
+
     async def _forward(self):
         send = self.base_send  # what self.send does for text, minus a layer per message
         while True:
             text = await self.queue.get()
             async with self.send_lock:  # a whole burst per lock: the queue is drained in one go
-                await send({"type": "websocket.send", "text": text})
-                while not self.queue.empty():
-                    await send({"type": "websocket.send", "text": self.queue.get_nowait()})
+                while True:
+                    if text is not None:  # None: only a wake-up (see `lost`)
+                        await send({"type": "websocket.send", "text": text})
+                    if self.queue.empty():
+                        break
+                    text = self.queue.get_nowait()
             if self.lagging and self.queue.empty():
                 dropped, self.dropped, self.lagging = self.dropped, 0, False
                 await self._send({"type": "lagged", "dropped": dropped})

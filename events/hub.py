@@ -6,6 +6,9 @@ events crosses Redis and is decoded once per socket (100 sockets: 100 copies of 
 1,000-event message). Here the first socket of a project in this process subscribes a
 channel of its own to the group and a task hands each batch to every local socket, whose
 `deliver` filters and queues without waiting. The last socket to leave unsubscribes.
+The layer drops messages silently when a receiver falls too far behind; the publisher numbers
+its events (events.live), so a jump is seen here and every socket is told (`lost`) in a
+lagged notice rather than missing events unannounced.
 """
 
 import asyncio
@@ -57,11 +60,21 @@ class Hub:
             await layer.group_add(group, channel)
             subscription.ready.set()
             renewed = asyncio.get_running_loop().time()
+            expected: dict[str, int] = {}  # publisher → the first event number not seen yet
             while True:
                 message = await layer.receive(channel)
-                texts = message.get("texts") or [event_text(event) for event in message["events"]]
+                events = message["events"]
+                texts = message.get("texts") or [event_text(event) for event in events]
+                publisher, first = message.get("publisher"), message.get("first")
+                if publisher is not None:
+                    lost = first - expected.get(publisher, first)
+                    expected[publisher] = max(expected.get(publisher, 0), first + len(events))
+                    if lost > 0:  # messages the layer dropped between two of this publisher's
+                        logger.warning("live_messages_lost", project_id=project_id, events=lost)
+                        for socket in list(subscription.sockets):
+                            socket.lost(lost)
                 for socket in list(subscription.sockets):
-                    socket.deliver(message["events"], texts)
+                    socket.deliver(events, texts)
                 if asyncio.get_running_loop().time() - renewed > RESUBSCRIBE_SECONDS:
                     await layer.group_add(group, channel)
                     renewed = asyncio.get_running_loop().time()

@@ -3,6 +3,9 @@ forwards them). Called after commit, with only the rows that were actually inser
 
 import asyncio
 import json
+import threading
+import uuid
+from collections import defaultdict
 
 import structlog
 from asgiref.sync import async_to_sync
@@ -59,6 +62,15 @@ def event_text(event: dict) -> str:
     return json.dumps({"type": "event", "event": event}, separators=(",", ":"))
 
 
+# Who publishes, and how many events it has published per project: the channel layer drops
+# a message silently when a receiver is too far behind (its capacity, its expiry), so each
+# message says where it starts in its publisher's sequence and a receiver that sees a jump
+# knows how many events it lost (events.hub turns that into lagged notices).
+PUBLISHER = uuid.uuid4().hex
+_published: dict[int, int] = defaultdict(int)
+_published_lock = threading.Lock()
+
+
 def live_publish(*, project_id: int, rows: list[list]) -> None:
     layer = get_channel_layer()
     if layer is None or not rows:
@@ -66,7 +78,11 @@ def live_publish(*, project_id: int, rows: list[list]) -> None:
     events = [event_message(row) for row in rows]
     # each socket filters on the dicts and sends the text, serialized here once for all of them
     message = {"type": "events.stored", "events": events, "texts": [event_text(event) for event in events]}
-    try:
-        _group_send(layer, project_group(project_id), message)
-    except Exception as exc:  # the events are stored; a live view missing them is not worth a retry
-        logger.warning("live_publish_failed", project_id=project_id, error=type(exc).__name__)
+    # numbered and sent under one lock: a process's messages leave in the order of their numbers
+    with _published_lock:
+        message.update(publisher=PUBLISHER, first=_published[project_id])
+        _published[project_id] += len(events)
+        try:
+            _group_send(layer, project_group(project_id), message)
+        except Exception as exc:  # the events are stored; a live view missing them is not worth a retry
+            logger.warning("live_publish_failed", project_id=project_id, error=type(exc).__name__)

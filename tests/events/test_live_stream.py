@@ -165,3 +165,27 @@ def test_live_counters_rate_and_active_users():
     live_count(project_id=project_id, user_ids=["old"], now=now - 600)
     assert live_stats(project_id=project_id, now=now) == {"type": "stats", "eventsPerSecond": 2.0, "activeUsers5m": 4}
     assert live_stats(project_id=project_id, now=now + 3600)["activeUsers5m"] == 0
+
+
+def test_events_the_channel_layer_dropped_are_reported_as_lagged(project, make_key):
+    """Each message says where it starts in its publisher's count; a jump is a loss."""
+    key = make_key(project, scopes=["read"])
+
+    def batch(first: int, count: int) -> dict:
+        events = [{"eventId": f"e{first + i}", "userId": "u", "eventName": "tick"} for i in range(count)]
+        return {"type": "events.stored", "events": events, "publisher": "p1", "first": first}
+
+    async def body():
+        communicator = await connected("/ws/events", key)
+        layer = get_channel_layer()
+        group = project_group(project.id)
+        await layer.group_send(group, batch(0, 2))
+        assert [(await next_of(communicator, "event"))["event"]["eventId"] for _ in range(2)] == ["e0", "e1"]
+        await layer.group_send(group, batch(5, 2))  # events 2..4 never arrived
+        # the lost three, and this batch's two, which came while the socket was lagging
+        assert await next_of(communicator, "lagged") == {"type": "lagged", "dropped": 5}
+        await layer.group_send(group, batch(7, 1))
+        assert (await next_of(communicator, "event"))["event"]["eventId"] == "e7"
+        await communicator.disconnect()
+
+    run(body)
