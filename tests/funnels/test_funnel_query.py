@@ -33,70 +33,9 @@ def run_both(project, events, steps, *, window, order="ordered", start, end):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(
-    "case",
-    [
-        "entry",
-        "window",
-        "time_window",
-        "order",
-        "shared",
-        "repeated",
-        "strict",
-        "attempts",
-        "earliest",
-        "path",
-    ],
-)
+@pytest.mark.parametrize("case", sorted(hand.CASES))
 def test_the_hand_written_semantics_cases(project, case):
-    steps3 = hand.ABC
-    ev = hand.ev
-    cases = {
-        "entry": ([ev("in", "a", 0), ev("in", "b", 13 * 3600), ev("out", "a", -13 * 3600), ev("out", "b", 0)], steps3),
-        "window": (
-            [
-                ev("u", "a", 0),
-                ev("u", "b", 50),
-                ev("u", "c", 100),
-                ev("v", "a", 0),
-                ev("v", "b", 50),
-                ev("v", "c", 101),
-            ],
-            steps3,
-            100,
-        ),
-        "time_window": (
-            [ev("u", "a", 0), ev("u", "b", 60), ev("u", "c", 500), ev("v", "a", 0), ev("v", "b", 61)],
-            [{"eventName": "a"}, {"eventName": "b", "timeWindow": 60}, {"eventName": "c"}],
-        ),
-        "order": ([ev("u", "b", 0), ev("u", "a", 10), ev("s", "a", 5), ev("s", "b", 5), ev("s", "c", 5)], steps3),
-        "shared": ([ev("once", "a", 0), ev("twice", "a", 0), ev("twice", "a", 0)], [{"eventName": "a"}] * 2),
-        "repeated": (
-            [ev("u", "a", 0), ev("u", "a", 5), ev("u", "b", 6), ev("u", "a", 7)],
-            [*steps3[:2], {"eventName": "a"}],
-        ),
-        "strict": (
-            [
-                *[ev("u", n, s) for n, s in (("a", 0), ("x", 5), ("b", 10))],
-                *[ev("t", n, s) for n, s in (("a", 0), ("x", 10), ("b", 10))],
-                *[ev("r", n, s * 3600) for n, s in (("a", 11), ("x", 13), ("b", 14))],
-            ],
-            steps3,
-            hand.DAY,
-            "strict",
-        ),
-        "attempts": (
-            [ev("u", "a", 0), ev("u", "b", 10), ev("u", "a", 100), ev("u", "b", 110), ev("u", "c", 120)],
-            steps3,
-            60,
-        ),
-        "earliest": ([ev("u", "a", 0), ev("u", "b", 30), ev("u", "a", 100), ev("u", "b", 105)], steps3, 60),
-        "path": (
-            [ev("u", "a", 0), ev("u", "b", 5), ev("u", "b", 50), ev("u", "c", 55)],
-            [{"eventName": "a"}, {"eventName": "b"}, {"eventName": "c", "timeWindow": 10}],
-        ),
-    }
-    events, steps, *rest = cases[case]
+    events, steps, *rest = hand.CASES[case]
     window = rest[0] if rest else hand.DAY
     order = rest[1] if len(rest) > 1 else "ordered"
     run_both(project, events, steps, window=window, order=order, start=hand.START, end=hand.END)

@@ -26,26 +26,67 @@ def users(result):
     return [s["users"] for s in result["steps"]]
 
 
+# Every semantics case as (events, steps[, window[, order]]); the runner is held to them too
+# (tests/funnels/test_funnel_query.py).
+CASES = {
+    "entry": ([ev("in", "a", 0), ev("in", "b", 13 * 3600), ev("out", "a", -13 * 3600), ev("out", "b", 0)], ABC),
+    "window": (
+        [
+            ev("u", "a", 0),
+            ev("u", "b", 50),
+            ev("u", "c", 100),
+            ev("v", "a", 0),
+            ev("v", "b", 50),
+            ev("v", "c", 101),
+        ],
+        ABC,
+        100,
+    ),
+    "time_window": (
+        [ev("u", "a", 0), ev("u", "b", 60), ev("u", "c", 500), ev("v", "a", 0), ev("v", "b", 61)],
+        [{"eventName": "a"}, {"eventName": "b", "timeWindow": 60}, {"eventName": "c"}],
+    ),
+    "order": ([ev("u", "b", 0), ev("u", "a", 10), ev("s", "a", 5), ev("s", "b", 5), ev("s", "c", 5)], ABC),
+    "shared": ([ev("once", "a", 0), ev("twice", "a", 0), ev("twice", "a", 0)], [{"eventName": "a"}] * 2),
+    "repeated": (
+        [ev("u", "a", 0), ev("u", "a", 5), ev("u", "b", 6), ev("u", "a", 7)],
+        [*ABC[:2], {"eventName": "a"}],
+    ),
+    "strict": (
+        [
+            *[ev("u", n, s) for n, s in (("a", 0), ("x", 5), ("b", 10))],
+            *[ev("t", n, s) for n, s in (("a", 0), ("x", 10), ("b", 10))],
+            *[ev("r", n, s * 3600) for n, s in (("a", 11), ("x", 13), ("b", 14))],
+        ],
+        ABC,
+        DAY,
+        "strict",
+    ),
+    "attempts": (
+        [ev("u", "a", 0), ev("u", "b", 10), ev("u", "a", 100), ev("u", "b", 110), ev("u", "c", 120)],
+        ABC,
+        60,
+    ),
+    "earliest": ([ev("u", "a", 0), ev("u", "b", 30), ev("u", "a", 100), ev("u", "b", 105)], ABC, 60),
+    "path": (
+        [ev("u", "a", 0), ev("u", "b", 5), ev("u", "b", 50), ev("u", "c", 55)],
+        [{"eventName": "a"}, {"eventName": "b"}, {"eventName": "c", "timeWindow": 10}],
+    ),
+}
+
+
 def test_entry_must_be_inside_the_range_but_later_steps_may_fall_after_it():
-    events = [ev("in", "a", 0), ev("in", "b", 13 * 3600), ev("out", "a", -13 * 3600), ev("out", "b", 0)]
-    assert users(run(events)) == [1, 1, 0]
+    events, steps = CASES["entry"]
+    assert users(run(events, steps)) == [1, 1, 0]
 
 
 def test_the_window_is_inclusive_and_measured_from_step_one():
-    events = [
-        ev("u", "a", 0),
-        ev("u", "b", 50),
-        ev("u", "c", 100),
-        ev("v", "a", 0),
-        ev("v", "b", 50),
-        ev("v", "c", 101),
-    ]
-    assert users(run(events, window=100)) == [2, 2, 1]
+    events, steps, window = CASES["window"]
+    assert users(run(events, steps, window=window)) == [2, 2, 1]
 
 
 def test_a_step_time_window_bounds_the_gap_from_the_previous_step_inclusively():
-    steps = [{"eventName": "a"}, {"eventName": "b", "timeWindow": 60}, {"eventName": "c"}]
-    events = [ev("u", "a", 0), ev("u", "b", 60), ev("u", "c", 500), ev("v", "a", 0), ev("v", "b", 61)]
+    events, steps = CASES["time_window"]
     assert users(run(events, steps)) == [2, 1, 1]
 
 
