@@ -118,7 +118,30 @@ async def listener(key: str, ready: asyncio.Event, latencies: list[float], count
                 counts["lagged"] += json.loads(text)["dropped"]
 
 
-async def run_scenario(tag: str, key: str, clients: int, pace: float = 0.0) -> dict:
+def cpu_seconds(pids: set[int]) -> float:
+    """User + system CPU time of these processes so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_role(stack) -> dict:
+    """CPU seconds so far of the web processes, the workers, and this benchmark's process."""
+    own = os.times()
+    return {
+        "web": cpu_seconds(ingest.tree([stack.web.pid])),
+        "worker": cpu_seconds(ingest.tree([w.pid for w in stack.workers])),
+        "bench_clients": own.user + own.system,
+    }
+
+
+async def run_scenario(tag: str, key: str, clients: int, pace: float = 0.0, stack=None) -> dict:
+    cpu_before = cpu_by_role(stack)
     latencies: list[float] = []
     counts = {"events": 0, "lagged": 0, "closed": 0}
     stop = asyncio.Event()
@@ -141,6 +164,8 @@ async def run_scenario(tag: str, key: str, clients: int, pace: float = 0.0) -> d
     result = {"clients": clients, "events": sum(accepted), "events_per_s": round(sum(accepted) / elapsed)}
     if pace:
         result["paced_batches_per_s"] = round(1 / pace, 2)
+    cpu_after = cpu_by_role(stack)
+    result["cpu_seconds"] = {role: round(cpu_after[role] - cpu_before[role], 1) for role in cpu_after}
     if clients:
         result.update(
             deliveries=counts["events"],
@@ -156,9 +181,9 @@ def main():
     key = ingest.prepare()
     stack = ingest.Stack()
     try:
-        without = asyncio.run(run_scenario("quiet", key, 0))
-        with_clients = asyncio.run(run_scenario("watched", key, CLIENTS))
-        paced = asyncio.run(run_scenario("paced", key, CLIENTS, pace=PACE))
+        without = asyncio.run(run_scenario("quiet", key, 0, stack=stack))
+        with_clients = asyncio.run(run_scenario("watched", key, CLIENTS, stack=stack))
+        paced = asyncio.run(run_scenario("paced", key, CLIENTS, pace=PACE, stack=stack))
     finally:
         stack.stop()
     report = {
