@@ -141,10 +141,6 @@ def _pack(t: str, pk: str, prop: str) -> str:
     return f"(printf('%%020d%%020d', {t}, {pk}) || COALESCE({prop}, ''))"
 
 
-def _greater(a: str, b: str) -> str:
-    return f"(CASE WHEN {a} >= {b} THEN {a} ELSE {b} END)"
-
-
 def _int(text: str) -> str:
     return f"CAST({text} AS bigint)" if _pg() else f"CAST({text} AS INTEGER)"
 
@@ -195,7 +191,7 @@ def funnel_sql(
     picked. Columns: u, rn, reached, win, is_cand, t, id, gi, m2..mn, c2..cn, where c_k is
     the earliest time the user's furthest step can be completed when this row fills step k."""
     spec = Spec(project_id, steps, window, start, end, breakdown, part)
-    return _full_sql(spec, strict=True) if strict else _skeleton_sql(spec)
+    return _strict_sql(spec) if strict else _skeleton_sql(spec)
 
 
 def _scan(spec: Spec, *, first: int, names: list[str] | None, prop: bool = True) -> tuple[str, list]:
@@ -320,22 +316,20 @@ def _skeleton_sql(spec: Spec) -> FunnelSQL:
     return FunnelSQL(sql, params)
 
 
-def _full_sql(spec: Spec, *, strict: bool) -> FunnelSQL:
-    """The general case (strict funnels, a timeWindow on step 2): the dynamic programming runs
-    over all the rows, down to step 1. Strict funnels read every event of the user in the span,
-    since any of them breaks an attempt; the others only the funnel's events."""
+def _strict_sql(spec: Spec) -> FunnelSQL:
+    """Strict funnels: every event of the user in the span can break an attempt, so all of
+    them are read and the dynamic programming runs over all of them, down to step 1."""
     n, w = spec.n, spec.w
-    names = None if strict else sorted({step["eventName"] for step in spec.steps})
-    raw, params = _scan(spec, first=1, names=names)
-    # strict: the rank of each distinct timestamp among all of the user's events in the span;
-    # two steps are consecutive when their ranks are equal or adjacent
-    gi = "dense_rank() OVER (PARTITION BY u ORDER BY t)" if strict else "0"
+    raw, params = _scan(spec, first=1, names=None)
+    # the rank of each distinct timestamp among all of the user's events in the span: two
+    # steps are consecutive when their ranks are equal or adjacent
     ctes = [
         f"raw AS ({raw})",
-        f"grp AS (SELECT raw.*, {gi} AS gi, CASE WHEN m1 = 1 AND t >= %s AND t < %s THEN 1 ELSE 0 END AS st FROM raw)",
+        "grp AS (SELECT raw.*, dense_rank() OVER (PARTITION BY u ORDER BY t) AS gi, "
+        "CASE WHEN m1 = 1 AND t >= %s AND t < %s THEN 1 ELSE 0 END AS st FROM raw)",
     ]
     params += [to_micros(spec.start), to_micros(spec.end)]
-    ctes += _levels(spec, "grp", lowest=1, strict=strict)
+    ctes += _levels(spec, "grp", lowest=1, strict=True)
     packed = _pack("t", "id", "prop")
     reach = [f"min(CASE WHEN st = 1 THEN {packed} END) OVER whole AS w1"]
     for K in range(2, n + 1):
@@ -371,7 +365,7 @@ def _frames(strict: bool, gap: int | None, *, tie: str | None = None) -> str:
     return ", ".join(frames)
 
 
-def _after(column: str, strict: bool, gap: int | None, *, tie: str | None = None) -> str:
+def _after(column: str, strict: bool, gap: int | None) -> str:
     """min(column) over the rows that may fill the next step after this one: later in (t, id)
     order; within `gap` seconds when the step has a timeWindow; in strict order, at the same
     timestamp or the user's next one."""
