@@ -8,6 +8,8 @@ than the data that has not landed yet; CACHE_TTL_SECONDS bounds the rest (e.g. "
 computation is logged with its duration.
 """
 
+import base64
+import binascii
 import dataclasses
 import hashlib
 import json
@@ -40,15 +42,27 @@ class QueryRunner:
     def calculate(self) -> dict:
         raise NotImplementedError
 
-    def cache_key(self) -> str | None:
+    def cache_key(self, params=None) -> str | None:
+        """The key of this runner's answer for `params` (a dataclass; default self.params)."""
         version = project_data_version(project_id=self.project.id)
         if version < 0:
             return None
+        params = self.params if params is None else params
         normalized = json.dumps(
-            {"tz": self.project.timezone, **dataclasses.asdict(self.params)}, sort_keys=True, default=str
+            {"tz": self.project.timezone, **dataclasses.asdict(params)}, sort_keys=True, default=str
         )
         digest = hashlib.sha256(normalized.encode()).hexdigest()[:32]
         return f"query:{self.name}:{self.project.id}:{version}:{digest}"
+
+    def cached(self, params, compute):
+        """A part of the answer that several requests share (e.g. every page of a list),
+        cached under the key of `params` like a whole answer."""
+        key = self.cache_key(params)
+        value = _cache_get(key)
+        if value is None:
+            value = compute()
+            _cache_set(key, value)
+        return value
 
     def run(self) -> dict:
         key = self.cache_key()
@@ -96,3 +110,28 @@ def event_name_param(raw: str | None, field: str) -> str | None:
     if len(raw) > 200:
         raise InvalidInput(f"{field} must be at most 200 characters.", details={field: raw[:50]})
     return raw
+
+
+def whole_param(raw, field: str, *, low: int, high: int | None = None) -> int:
+    """A whole-number query parameter in [low, high] (no upper bound without `high`)."""
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or value < low or (high is not None and value > high):
+        bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise InvalidInput(f"{field} must be a whole number {bounds}.", details={field: raw})
+    return value
+
+
+def cursor_encode(text: str) -> str:
+    """An opaque page cursor (URL-safe base64) carrying `text`."""
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def cursor_decode(raw: str) -> str:
+    """The text of a cursor from cursor_encode; 400 for anything else."""
+    try:
+        return base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_", validate=True).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput("cursor is not one this API returned.", details={"cursor": raw[:100]}) from None

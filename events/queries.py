@@ -1,7 +1,5 @@
 """Read-side analytics over events: summary, time-bucketed metrics, one user's journey."""
 
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -10,7 +8,7 @@ from django.db.models import Count, Max, Min, Q
 from analytics_platform.buckets import bucket_bounds, local_iso, parse_interval
 from analytics_platform.dates import iso_utc, parse_range
 from analytics_platform.errors import InvalidInput, NotFound
-from analytics_platform.queries import QueryRunner, event_name_param
+from analytics_platform.queries import QueryRunner, cursor_decode, cursor_encode, event_name_param, whole_param
 from analytics_platform.sql import EVENTS, activity_by_bucket, as_datetime, fetch_all, ts
 from events.models import Event
 from events.rollups import as_local_dates, rollup_source
@@ -120,16 +118,16 @@ MAX_LIMIT = 1000
 
 
 def encode_cursor(moment: datetime, pk: int) -> str:
-    return base64.urlsafe_b64encode(f"{moment.isoformat()}|{pk}".encode()).decode().rstrip("=")
+    return cursor_encode(f"{moment.isoformat()}|{pk}")
 
 
 def decode_cursor(raw: str) -> tuple[str, int]:
+    text = cursor_decode(raw)
     try:
-        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
         moment, pk = text.rsplit("|", 1)
         datetime.fromisoformat(moment)
         return moment, int(pk)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except ValueError:
         raise InvalidInput("cursor is not one this API returned.", details={"cursor": raw[:100]}) from None
 
 
@@ -141,14 +139,7 @@ class JourneyQuery(QueryRunner):
 
     def parse(self, raw) -> JourneyParams:
         start, end = parse_range(raw.get("startDate"), raw.get("endDate"), self.tz, now=self.now)
-        try:
-            limit = int(raw.get("limit", 100))
-        except (TypeError, ValueError):
-            raise InvalidInput(
-                "limit must be a whole number from 1 to 1000.", details={"limit": raw.get("limit")}
-            ) from None
-        if limit < 1:
-            raise InvalidInput("limit must be a whole number from 1 to 1000.", details={"limit": limit})
+        limit = whole_param(raw.get("limit", 100), "limit", low=1)  # more than MAX_LIMIT is clamped
         cursor = raw.get("cursor")
         return JourneyParams(
             raw["userId"], start, end, min(limit, MAX_LIMIT), decode_cursor(cursor) if cursor else None

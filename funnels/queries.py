@@ -37,15 +37,11 @@ split by hash into FUNNEL_PARALLELISM parts run on as many connections at once. 
 (S = 4.8M, R = 0.9M, 2 cores) this is ~12 s cold: see bench/README.md for the profile.
 """
 
-import base64
-import binascii
-import dataclasses
-import hashlib
 import json
 import statistics
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -54,7 +50,7 @@ from django.db import connection
 from analytics_platform.buckets import local_iso
 from analytics_platform.dates import iso_utc, parse_range
 from analytics_platform.errors import InvalidInput
-from analytics_platform.queries import QueryRunner, _cache_get, _cache_set
+from analytics_platform.queries import QueryRunner, cursor_decode, cursor_encode, whole_param
 from funnels.selectors import funnel_get
 from funnels.sql import EPOCH, US, funnel_sql
 
@@ -95,7 +91,6 @@ class _Row:
     gi: int
     matches: list[int]  # m2..mn
     completes: list  # c2..cn
-    extra: dict = field(default_factory=dict)
 
 
 def _funnel_params(runner, raw, *, breakdown=None) -> FunnelParams:
@@ -285,31 +280,11 @@ class FunnelUsersParams:
     after: str | None
 
 
-def _encode_user_cursor(user_id: str) -> str:
-    return base64.urlsafe_b64encode(f"u:{user_id}".encode()).decode().rstrip("=")
-
-
 def _decode_user_cursor(raw: str) -> str:
-    try:
-        text = base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_", validate=True).decode()
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        text = ""
+    text = cursor_decode(raw)
     if not text.startswith("u:"):
         raise InvalidInput("cursor is not one this API returned.", details={"cursor": raw[:100]})
     return text[2:]
-
-
-def _whole(raw, name: str, low: int, default: int | None = None) -> int:
-    value = raw.get(name)
-    if value in (None, "") and default is not None:
-        return default
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = None
-    if number is None or number < low:
-        raise InvalidInput(f"{name} must be a whole number of at least {low}.", details={name: value})
-    return number
 
 
 class FunnelUsersQuery(QueryRunner):
@@ -321,27 +296,22 @@ class FunnelUsersQuery(QueryRunner):
 
     def parse(self, raw) -> FunnelUsersParams:
         funnel = _funnel_params(self, raw)
-        step = _whole(raw, "step", 1)
-        if step > len(funnel.steps):
-            raise InvalidInput(f"step must be from 1 to {len(funnel.steps)}.", details={"step": raw.get("step")})
+        step = whole_param(raw.get("step"), "step", low=1, high=len(funnel.steps))
         status = (raw.get("status") or "converted").strip().lower()
         if status not in STATUSES:
             raise InvalidInput("status must be converted or dropped.", details={"status": raw.get("status")})
-        limit = min(_whole(raw, "limit", 1, USERS_LIMIT), USERS_MAX_LIMIT)
+        limit = min(whole_param(raw.get("limit") or USERS_LIMIT, "limit", low=1), USERS_MAX_LIMIT)
         cursor = raw.get("cursor")
         return FunnelUsersParams(funnel, step, status, limit, _decode_user_cursor(cursor) if cursor else None)
 
     def _entrants(self) -> list[tuple[str, int, int]]:
         """(userId, reached step, entry time µs), sorted by userId; cached apart from the page."""
-        key = self.cache_key()
-        key = None if key is None else key.rsplit(":", 1)[0] + ":all:" + _digest(self.params.funnel)
-        cached = _cache_get(key)
-        if cached is not None:
-            return cached
-        results = outcomes(project_id=self.project.id, p=self.params.funnel)
-        entrants = sorted((user, o.reached, o.times[0]) for user, o in results.items())
-        _cache_set(key, entrants)
-        return entrants
+
+        def compute():
+            results = outcomes(project_id=self.project.id, p=self.params.funnel)
+            return sorted((user, o.reached, o.times[0]) for user, o in results.items())
+
+        return self.cached(self.params.funnel, compute)
 
     def calculate(self) -> dict:
         p = self.params
@@ -363,10 +333,5 @@ class FunnelUsersQuery(QueryRunner):
             "step": p.step,
             "status": p.status,
             "users": page,
-            "nextCursor": _encode_user_cursor(page[-1]["userId"]) if more else None,
+            "nextCursor": cursor_encode(f"u:{page[-1]['userId']}") if more else None,
         }
-
-
-def _digest(params: FunnelParams) -> str:
-    text = json.dumps(dataclasses.asdict(params), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]

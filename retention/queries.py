@@ -16,7 +16,7 @@ from datetime import datetime
 from analytics_platform.buckets import bucket_bounds, next_bucket, parse_interval
 from analytics_platform.dates import parse_range
 from analytics_platform.errors import InvalidInput
-from analytics_platform.queries import QueryRunner, event_name_param
+from analytics_platform.queries import QueryRunner, event_name_param, whole_param
 from analytics_platform.sql import EVENTS, activity_by_bucket, fetch_all, param
 from events.rollups import as_local_dates, rollup_source
 
@@ -37,26 +37,16 @@ class RetentionParams:
     end: datetime
 
 
-def _int(raw, field: str, low: int, high: int) -> int:
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        value = None
-    if value is None or not low <= value <= high:
-        raise InvalidInput(f"{field} must be a whole number from {low} to {high}.", details={field: raw})
-    return value
-
-
 class RetentionQuery(QueryRunner):
     name = "retention"
 
     def parse(self, raw) -> RetentionParams:
         start, end = parse_range(raw.get("startDate"), raw.get("endDate"), self.tz, now=self.now)
         if raw.get("days") and not raw.get("periods") and not raw.get("period"):  # the seed's `days=7`
-            period, periods = "day", _int(raw["days"], "days", 0, MAX_PERIODS)
+            period, periods = "day", whole_param(raw["days"], "days", low=0, high=MAX_PERIODS)
         else:
             period = parse_interval(raw.get("period"), name="period", allowed=("day", "week", "month"))
-            periods = _int(raw.get("periods", 7), "periods", 0, MAX_PERIODS)
+            periods = whole_param(raw.get("periods", 7), "periods", low=0, high=MAX_PERIODS)
         kind = (raw.get("type") or "first_time").strip().lower()
         if kind not in TYPES:
             raise InvalidInput("type must be first_time or recurring.", details={"type": raw.get("type")})
