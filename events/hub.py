@@ -18,7 +18,8 @@ from collections import defaultdict
 import structlog
 from channels.layers import get_channel_layer
 
-from events.live import event_text, project_group
+from analytics_platform.redis import REDIS_DOWN
+from events.live import LISTENERS_RENEW, event_text, listeners_add, listeners_remove, project_group
 
 logger = structlog.get_logger(__name__)
 
@@ -56,7 +57,11 @@ class Hub:
     async def _pump(self, project_id: int, subscription: _Subscription) -> None:
         layer, group = get_channel_layer(), project_group(project_id)
         channel = await layer.new_channel()
+        renewing = None
         try:
+            # announced before subscribing: from "subscribed" on, every writer publishes
+            await asyncio.to_thread(listeners_add, project_id)
+            renewing = asyncio.create_task(self._renew(project_id))
             await layer.group_add(group, channel)
             subscription.ready.set()
             renewed = asyncio.get_running_loop().time()
@@ -84,7 +89,18 @@ class Hub:
             logger.warning("live_subscription_failed", project_id=project_id, error=type(exc).__name__)
         finally:
             subscription.ready.set()  # nobody waits forever
+            if renewing is not None:
+                renewing.cancel()
             await asyncio.shield(layer.group_discard(group, channel))
+            await asyncio.shield(asyncio.to_thread(listeners_remove, project_id))
+
+    async def _renew(self, project_id: int) -> None:
+        while True:
+            await asyncio.sleep(LISTENERS_RENEW)
+            try:
+                await asyncio.to_thread(listeners_add, project_id)
+            except REDIS_DOWN as exc:
+                logger.warning("live_listeners_renew_failed", project_id=project_id, error=type(exc).__name__)
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()

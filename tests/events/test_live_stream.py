@@ -2,12 +2,13 @@
 on the configured channel layer (in memory by default, Redis in CI), with events stored by
 the real persistence service. Real sockets and processes: tests/integration/test_live_socket.py."""
 
+import asyncio
 import json
 import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
@@ -15,7 +16,7 @@ from channels.testing import WebsocketCommunicator
 from accounts.selectors import api_key_get_by_plaintext
 from accounts.services import api_key_set_active
 from analytics_platform.asgi import application
-from events.live import project_group
+from events.live import listening, project_group
 from events.livestats import live_count, live_stats
 from tests.helpers import store_events
 
@@ -187,5 +188,19 @@ def test_events_the_channel_layer_dropped_are_reported_as_lagged(project, make_k
         await layer.group_send(group, batch(7, 1))
         assert (await next_of(communicator, "event"))["event"]["eventId"] == "e7"
         await communicator.disconnect()
+
+    run(body)
+
+
+def test_events_are_only_published_while_some_socket_listens(project, make_key):
+    key = make_key(project, scopes=["read"])
+
+    async def body():
+        assert not await sync_to_async(listening)(project.id)  # nothing is built for nobody
+        communicator = await connected("/ws/events", key)
+        assert await sync_to_async(listening)(project.id)
+        await communicator.disconnect()
+        await asyncio.sleep(0.1)  # the hub unregisters once its task has wound down
+        assert not await sync_to_async(listening)(project.id)
 
     run(body)
