@@ -49,6 +49,23 @@ STRING_FIELDS = {
 }
 # A NUL escape in JSON text: `\u0000` preceded by an even number of backslashes.
 NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+# What PostgreSQL cannot store in text or jsonb: NUL, and lone UTF-16 surrogates (JSON's
+# `\ud800` escapes are legal JSON but no Unicode text). Property keys and nested values
+# are covered too: the check runs on the whole canonical JSON.
+NUL_CHARACTER = "must not contain NUL characters"
+LONE_SURROGATE = "must be valid Unicode (contains a lone surrogate such as \\ud800)"
+
+
+def storable_text_problem(value: str) -> str | None:
+    """Why the database could not store this string, or None."""
+    if "\x00" in value:
+        return NUL_CHARACTER
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return LONE_SURROGATE
+    return None
 
 
 @dataclass(slots=True)
@@ -111,6 +128,11 @@ def epoch_ms(moment: datetime) -> int:
     return (moment - EPOCH) // timedelta(milliseconds=1)
 
 
+def _header_text(value: str | None) -> str | None:
+    """A request header as storable text (headers arrive as Latin-1: only NUL can hurt)."""
+    return (value.replace("\x00", "") or None) if value else None
+
+
 def validate_event(raw, *, received_at: datetime, client_ip: str | None, user_agent: str | None):
     """Returns (EventRow, None) for a valid event, or (None, {field: [reasons]})."""
     if not isinstance(raw, dict):
@@ -127,8 +149,8 @@ def validate_event(raw, *, received_at: datetime, client_ip: str | None, user_ag
             errors[field] = ["must be a string"]
         elif len(value) > max_length or (required and not value):
             errors[field] = [f"must be 1 to {max_length} characters"]
-        elif "\x00" in value:
-            errors[field] = ["must not contain NUL characters"]
+        elif (reason := storable_text_problem(value)) is not None:
+            errors[field] = [reason]
         else:
             strings[field] = value or None  # an empty optional string is no value
 
@@ -150,10 +172,15 @@ def validate_event(raw, *, received_at: datetime, client_ip: str | None, user_ag
             except ValueError:
                 errors["properties"] = ["contains a number JSON cannot represent (NaN or Infinity)"]
             else:
-                if len(properties_json.encode("utf-8")) > MAX_PROPERTIES_BYTES:
-                    errors["properties"] = ["must be at most 32 KB as compact JSON"]
-                elif "\\u0000" in properties_json and NUL_ESCAPE.search(properties_json):
-                    errors["properties"] = ["must not contain NUL characters"]
+                try:
+                    size = len(properties_json.encode("utf-8"))
+                except UnicodeEncodeError:
+                    errors["properties"] = [LONE_SURROGATE]
+                else:
+                    if size > MAX_PROPERTIES_BYTES:
+                        errors["properties"] = ["must be at most 32 KB as compact JSON"]
+                    elif "\\u0000" in properties_json and NUL_ESCAPE.search(properties_json):
+                        errors["properties"] = [NUL_CHARACTER]
 
     ip = client_ip
     if raw.get("ipAddress") is not None:
@@ -183,7 +210,7 @@ def validate_event(raw, *, received_at: datetime, client_ip: str | None, user_ag
             properties_json=properties_json,
             session_id=strings["sessionId"],
             page_url=strings["pageUrl"],
-            user_agent=strings["userAgent"] if strings["userAgent"] is not None else (user_agent or None),
+            user_agent=strings["userAgent"] if strings["userAgent"] is not None else _header_text(user_agent),
             ip_address=ip,
             received_at=received_at,
         ),

@@ -37,6 +37,32 @@ def test_batch_reports_rejections_by_index_and_keeps_the_rest(post_events, proje
     assert [e.user_id for e in stored(project)] == ["a", "e"]
 
 
+def test_strings_the_database_cannot_store_are_rejected_per_event(post_events, project, jobs):
+    # JSON text as a client sends it: \\ud800 is a legal escape that is no Unicode text.
+    body = (
+        b'[{"userId": "a", "eventName": "\\ud800"},'
+        b' {"userId": "b", "eventName": "ok", "properties": {"\\udfff": 1}},'
+        b' {"userId": "c", "eventName": "ok", "properties": {"x": [{"y": "\\ud83d"}]}},'
+        b' {"userId": "d\\u0000", "eventName": "ok"},'
+        b' {"userId": "e", "eventName": "ok", "properties": {"k\\u0000": 1}},'
+        b' {"userId": "f", "eventName": "ok", "properties": {"smile": "\\ud83d\\ude00"}}]'
+    )
+    response = post_events(body)
+    assert response.status_code == 202, response.content
+    result = response.json()
+    assert result["accepted"] == 1
+    assert [(r["index"], list(r["errors"])) for r in result["rejected"]] == [
+        (0, ["eventName"]),
+        (1, ["properties"]),
+        (2, ["properties"]),
+        (3, ["userId"]),
+        (4, ["properties"]),
+    ]
+    jobs()
+    (row,) = stored(project)
+    assert row.user_id == "f" and row.properties == {"smile": "\U0001f600"}
+
+
 def test_every_event_rejected_is_400_with_the_same_body(post_events, project, jobs):
     response = post_events([{"userId": 1}, {"eventName": "x"}])
     assert response.status_code == 400

@@ -47,6 +47,17 @@ BASE = {"userId": "u1", "eventName": "page_view"}
         ({**BASE, "properties": {"n": float("inf")}}, "properties"),
         ({**BASE, "properties": {"deep": {"s": "a\x00b"}}}, "properties"),
         ({**BASE, "properties": {"k\x00": 1}}, "properties"),
+        ({"userId": "u\ud800", "eventName": "x"}, "userId"),
+        ({"userId": "u", "eventName": "\udfff"}, "eventName"),
+        ({**BASE, "eventId": "id\ud83d"}, "eventId"),
+        ({**BASE, "sessionId": "s\x00"}, "sessionId"),
+        ({**BASE, "sessionId": "s\udc00"}, "sessionId"),
+        ({**BASE, "pageUrl": "/p\ud800"}, "pageUrl"),
+        ({**BASE, "userAgent": "ua\x00"}, "userAgent"),
+        ({**BASE, "userAgent": "ua\ud800"}, "userAgent"),
+        ({**BASE, "properties": {"k\ud800": 1}}, "properties"),
+        ({**BASE, "properties": {"deep": [{"s": "\udbff"}]}}, "properties"),
+        ({**BASE, "properties": {"deep": {"list": ["ok", "a\x00"]}}}, "properties"),
         ({**BASE, "timestamp": "yesterday"}, "timestamp"),
         ({**BASE, "timestamp": True}, "timestamp"),
         ({**BASE, "timestamp": "1969-12-31T23:59:59Z"}, "timestamp"),
@@ -129,3 +140,23 @@ def test_strings_are_kept_verbatim():
     row = row_of({"userId": nasty, "eventName": nasty, "properties": {nasty: nasty, "literal": "\\u0000"}})
     assert row.user_id == nasty and row.event_name == nasty
     assert nasty in row.properties_json and "\\\\u0000" in row.properties_json
+
+
+def test_the_reasons_name_the_problem():
+    assert errors_of({"userId": "u\ud800", "eventName": "n\x00"}) == {
+        "userId": ["must be valid Unicode (contains a lone surrogate such as \\ud800)"],
+        "eventName": ["must not contain NUL characters"],
+    }
+    assert errors_of({**BASE, "properties": {"k": "\ud800"}}) == {
+        "properties": ["must be valid Unicode (contains a lone surrogate such as \\ud800)"]
+    }
+
+
+def test_surrogate_pairs_and_other_unicode_are_fine():
+    row = row_of({"userId": "\U0001f600 ü", "eventName": "日本", "properties": {"e": "\U0001f680"}})
+    assert row.user_id == "\U0001f600 ü" and "\U0001f680" in row.properties_json
+
+
+def test_a_nul_in_the_user_agent_header_is_dropped():
+    assert check(BASE, ua="curl\x00/8")[0].user_agent == "curl/8"
+    assert check(BASE, ua="\x00")[0].user_agent is None
