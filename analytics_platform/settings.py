@@ -97,6 +97,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "analytics_platform.logging.RequestLogMiddleware",
+    # Probes call by address, not by an ALLOWED_HOSTS name: /health before host validation.
+    "analytics_platform.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

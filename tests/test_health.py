@@ -46,3 +46,21 @@ def test_health_503_names_the_database_when_it_is_down():
     body = json.loads(body)
     assert body["database"] == "down" and body["redis"] == "disabled"
     assert "database" in body["error"]["message"]
+
+
+@pytest.mark.django_db
+def test_health_answers_probes_by_address_whatever_allowed_hosts_is():
+    """The Docker HEALTHCHECK calls http://127.0.0.1:$PORT/health while ALLOWED_HOSTS names
+    the public host; every other path still refuses an unknown Host."""
+    with override_settings(ALLOWED_HOSTS=["analytics.example.com"], REDIS_URL=""):
+        probe = Client().get("/health", HTTP_HOST="127.0.0.1:8000")
+        head = Client().head("/health", HTTP_HOST="127.0.0.1")
+        elsewhere = Client().get("/api/v1/project", HTTP_HOST="127.0.0.1:8000")
+        admin = Client().get("/admin/", HTTP_HOST="127.0.0.1")
+        public = Client().get("/api/v1/project", HTTP_HOST="analytics.example.com")
+    assert probe.status_code == 200, probe.content
+    assert probe.json() == {"status": "ok", "database": "ok", "redis": "disabled"}
+    assert probe["X-Request-ID"]  # still logged like any request
+    assert head.status_code == 200
+    assert elsewhere.status_code == 400 and admin.status_code == 400
+    assert public.status_code == 401  # a known host reaches the API (and wants a key)
