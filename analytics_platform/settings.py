@@ -38,14 +38,44 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+# What people copy from examples and tutorials instead of generating a key: compared
+# lower-cased without separators, whole ("secret") or as a part ("change-me-in-production",
+# Django's "django-insecure-..." startproject keys, our own DEBUG-only fallback below).
+SECRET_KEY_PLACEHOLDERS = {"secret", "secretkey", "mysecretkey", "djangosecretkey", "password", "default"}
+SECRET_KEY_PLACEHOLDER_WORDS = ("changeme", "replaceme", "yoursecret", "insecure", "donotuse", "example")
+SECRET_KEY_MIN_LENGTH = 32
+SECRET_KEY_MIN_UNIQUE = 5
+_KEY_GENERATOR = 'python3 -c "import secrets; print(secrets.token_urlsafe(50))"'
+
+
+def secret_key_problem(key: str) -> str | None:
+    """Why `key` must not sign sessions and CSRF tokens in production, or None. 32 characters
+    (an `openssl rand -hex 16`: 128 bits) is the least accepted, so keys made by the usual
+    tools pass; Django's `check --deploy` still warns below 50. Fewer than 5 distinct
+    characters is Django's "insecure" rule too."""
+    normalized = "".join(char for char in key.lower() if char.isalnum())
+    if normalized in SECRET_KEY_PLACEHOLDERS or any(word in normalized for word in SECRET_KEY_PLACEHOLDER_WORDS):
+        return "is a placeholder from an example"
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        return f"is {len(key)} characters long, fewer than {SECRET_KEY_MIN_LENGTH}"
+    if len(set(key)) < SECRET_KEY_MIN_UNIQUE:
+        return f"has fewer than {SECRET_KEY_MIN_UNIQUE} distinct characters"
+    return None
+
+
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "SECRET_KEY must be set when DEBUG is off. For local use, `export DEBUG=1` (as `make run` does)."
+            "SECRET_KEY must be set when DEBUG is off (generate one: "
+            f"{_KEY_GENERATOR}). For local use, `export DEBUG=1` (as `make run` does)."
         )
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"  # noqa: S105 (DEBUG only)
+elif not DEBUG and (problem := secret_key_problem(SECRET_KEY)):
+    raise ImproperlyConfigured(
+        f"SECRET_KEY {problem}: anyone could forge sessions and CSRF tokens with it. Generate one: {_KEY_GENERATOR}"
+    )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])

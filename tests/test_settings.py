@@ -1,6 +1,13 @@
 """The environment alone picks the mode (checked in fresh processes)."""
 
 import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from tests.helpers import run_django
 
@@ -48,13 +55,57 @@ def test_urls_switch_to_postgres_and_redis():
     assert mode["hosts"] == ["a.example", "b.example"]
 
 
-def test_secret_key_is_required_when_debug_is_off():
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "DEBUG": "0", "SECRET_KEY": "", "DJANGO_SETTINGS_MODULE": "analytics_platform.settings"}
-    result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True, text=True
+def start(**env) -> subprocess.CompletedProcess:
+    """Django set up on the real settings module (not tests.settings) in a fresh process."""
+    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "analytics_platform.settings", **env}
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); print('started')"],
+        env=full_env,
+        capture_output=True,
+        text=True,
     )
+
+
+def test_secret_key_is_required_when_debug_is_off():
+    result = start(DEBUG="0", SECRET_KEY="")
     assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
+    assert "secrets.token_urlsafe(50)" in result.stderr  # how to make one
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("change-me", "is a placeholder"),  # env.example's old value
+        ("CHANGEME", "is a placeholder"),
+        ("secret", "is a placeholder"),
+        ("please-change-me-to-something-long-and-random-in-production", "is a placeholder"),
+        ("django-insecure-3x!m@q9v#w1z$k7p%r2t^y5u&i8o*a0s(d)f_g+h=j4l", "is a placeholder"),
+        ("Zk3vQ9mW2xR7pL4tN8cB1yH6", "is 24 characters long, fewer than 32"),
+        ("abababababababababababababababababababababababababab", "has fewer than 5 distinct characters"),
+    ],
+)
+def test_insecure_secret_keys_are_refused_when_debug_is_off(key, reason):
+    result = start(DEBUG="0", SECRET_KEY=key)
+    assert result.returncode != 0, result.stdout
+    assert "ImproperlyConfigured" in result.stderr and f"SECRET_KEY {reason}" in result.stderr, result.stderr
+    if len(key) >= 20:
+        assert key not in result.stderr  # the message never repeats a real-looking key
+
+
+@pytest.mark.parametrize(
+    ("key", "debug"),
+    [
+        (secrets.token_urlsafe(50), "0"),
+        (secrets.token_hex(16), "0"),  # 32 characters: the least accepted
+        ("change-me", "1"),  # development mode accepts anything
+    ],
+)
+def test_good_secret_keys_start(key, debug):
+    result = start(DEBUG=debug, SECRET_KEY=key)
+    assert result.returncode == 0 and "started" in result.stdout, result.stderr
+
+
+def test_env_example_cannot_be_copied_as_is_into_production():
+    """env.example leaves SECRET_KEY empty, so a copied file fails loudly at start."""
+    lines = (Path(__file__).resolve().parent.parent / "env.example").read_text().splitlines()
+    assert "SECRET_KEY=" in lines and "DEBUG=0" in lines
