@@ -44,11 +44,17 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
 class HasScope(permissions.BasePermission):
     """Requires a valid key carrying the view's `required_scope`.
-    A view may declare `required_scopes = {"GET": "read", "POST": "admin"}` per method."""
+    A view may declare `required_scopes = {"GET": "read", "POST": "admin"}` per method.
+
+    A method the view has no handler for is a 405 here, before the key is even looked at:
+    what a view cannot do does not depend on who asks, and a scope is only looked up for a
+    method that exists (a missing one is then a bug in the view, not in the request)."""
 
     message = "This API key lacks the scope this endpoint needs."
 
     def has_permission(self, request, view):
+        if request.method not in supported_methods(view):
+            raise exceptions.MethodNotAllowed(request.method)
         if request.auth is None:
             raise exceptions.NotAuthenticated("An API key is required (X-API-Key header).")
         scope = required_scope(view, request.method)
@@ -58,6 +64,25 @@ class HasScope(permissions.BasePermission):
             self.message = f"This API key lacks the '{scope}' scope."
             return False
         return True
+
+
+def supported_methods(view) -> list[str]:
+    """The methods `view` answers: those it has a handler for, HEAD wherever GET is (Django
+    binds `head` to `get`). DRF's built-in OPTIONS (a metadata description) is not one: it
+    is a 405 like any other method, unless the view defines its own `options`."""
+    from rest_framework.views import APIView  # DRF's settings import this module
+
+    methods = []
+    for name in view.http_method_names:
+        handler = getattr(view, name, None)
+        if handler is None:
+            continue
+        if name == "options" and getattr(type(view), "options", None) is APIView.options:
+            continue
+        methods.append(name.upper())
+    if "GET" in methods and "HEAD" not in methods:
+        methods.append("HEAD")
+    return methods
 
 
 def required_scope(view, method: str) -> str | None:

@@ -10,6 +10,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import generics
 from rest_framework.response import Response
 
+from accounts.auth import supported_methods
+
 
 class ProjectAPIView(generics.GenericAPIView):
     required_scope: str | None = None
@@ -21,6 +23,11 @@ class ProjectAPIView(generics.GenericAPIView):
 
     def get_queryset(self):
         return super().get_queryset().filter(project=self.project)
+
+    @property
+    def allowed_methods(self):
+        """What a 405's `Allow` header lists: the methods HasScope lets through."""
+        return supported_methods(self)
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
