@@ -5,7 +5,9 @@ in-memory channel layer), so `make run` works on a bare machine. `DATABASE_URL` 
 `REDIS_URL` switch to PostgreSQL and Redis; no code path exists only in one mode.
 """
 
+import hashlib
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -181,12 +183,36 @@ else:
         }
     }
 
+
+def database_identity(database: dict) -> str:
+    """Which database this is, whoever connects to it: engine, host, port and name (not the
+    user, password or options, which change without the data changing)."""
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:{Path(database['NAME']).resolve()}"
+    port = database.get("PORT") or (5432 if database["ENGINE"] == "django.db.backends.postgresql" else "")
+    return f"{database['ENGINE']}:{str(database.get('HOST') or '').lower()}:{port}/{database['NAME']}"
+
+
+# The namespace of this deployment's keys in Django's cache and the channel layer, so that
+# deployments sharing one Redis (staging and production) never serve each other's cached
+# answers, data versions or live events. By default a short hash of the database's identity:
+# every process of a deployment (web, workers, manage.py) agrees without configuration. Set
+# it where one database is reached under different host names, or to make keys readable.
+DEPLOYMENT_NAME = os.environ.get("DEPLOYMENT_NAME", "").strip()
+if not DEPLOYMENT_NAME:
+    DEPLOYMENT_NAME = hashlib.sha256(database_identity(DATABASES["default"]).encode()).hexdigest()[:12]
+elif not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", DEPLOYMENT_NAME):
+    raise ImproperlyConfigured(
+        f"DEPLOYMENT_NAME must be 1-64 letters, digits, '.', '_' or '-', got {DEPLOYMENT_NAME!r}"
+    )
+CACHE_KEY_PREFIX = f"ap:{DEPLOYMENT_NAME}"
+
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "ap",
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
             "OPTIONS": {
                 # Fail fast: the rate limiter and health check must not hang on a dead Redis.
                 "SOCKET_CONNECT_TIMEOUT": 1,
@@ -197,11 +223,11 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "ap:channels"},
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{CACHE_KEY_PREFIX}:channels"},
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "KEY_PREFIX": "ap"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "KEY_PREFIX": CACHE_KEY_PREFIX}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # Without Redis, jobs run inline in the request (RQ's synchronous mode), same code path.

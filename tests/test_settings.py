@@ -109,3 +109,66 @@ def test_env_example_cannot_be_copied_as_is_into_production():
     """env.example leaves SECRET_KEY empty, so a copied file fails loudly at start."""
     lines = (Path(__file__).resolve().parent.parent / "env.example").read_text().splitlines()
     assert "SECRET_KEY=" in lines and "DEBUG=0" in lines
+
+
+PREFIXES = """
+import json
+from django.conf import settings
+print(json.dumps([settings.CACHES["default"]["KEY_PREFIX"], settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]]))
+"""
+
+
+def prefixes(**env) -> list[str]:
+    """The cache key prefix and the channel layer prefix a process with this environment uses."""
+    env = {"REDIS_URL": "redis://cache:6379/2", "DEPLOYMENT_NAME": "", **env}
+    return json.loads(run_django(PREFIXES, **env).strip().splitlines()[-1])
+
+
+def test_each_deployment_has_its_own_cache_namespace_derived_from_its_database():
+    staging = prefixes(DATABASE_URL="postgres://app:one@db.internal:5432/analytics_staging")
+    production = prefixes(DATABASE_URL="postgres://app:one@db.internal:5432/analytics")
+    elsewhere = prefixes(DATABASE_URL="postgres://app:one@db2.internal:5432/analytics")
+    # the same database, however the URL spells it (password, default port, scheme, options)
+    again = prefixes(DATABASE_URL="postgresql://other:two@DB.internal/analytics?sslmode=require")
+    cache_prefix, channel_prefix = production
+    assert cache_prefix.startswith("ap:") and channel_prefix == f"{cache_prefix}:channels"
+    assert len({staging[0], production[0], elsewhere[0]}) == 3
+    assert len({staging[1], production[1], elsewhere[1]}) == 3
+    assert again == production
+
+
+def test_sqlite_deployments_are_told_apart_by_their_file(tmp_path):
+    one = prefixes(DATABASE_URL="", DATA_DIR=str(tmp_path / "one"))
+    two = prefixes(DATABASE_URL="", DATA_DIR=str(tmp_path / "two"))
+    assert one != two and one == prefixes(DATABASE_URL="", DATA_DIR=str(tmp_path / "one"))
+
+
+def test_deployment_name_sets_the_namespace():
+    assert prefixes(DATABASE_URL="postgres://u@db/x", DEPLOYMENT_NAME="staging") == [
+        "ap:staging",
+        "ap:staging:channels",
+    ]
+    with pytest.raises(AssertionError, match="DEPLOYMENT_NAME must be"):
+        prefixes(DEPLOYMENT_NAME="stag ing")
+
+
+@pytest.mark.redis
+def test_two_deployments_on_one_redis_do_not_see_each_others_cache(redis_url):
+    from django_redis.cache import RedisCache
+
+    staging_prefix = prefixes(DATABASE_URL="postgres://u@db:5432/staging")[0]
+    production_prefix = prefixes(DATABASE_URL="postgres://u@db:5432/production")[0]
+    options = {"OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1}}
+    staging = RedisCache(redis_url, {**options, "KEY_PREFIX": staging_prefix})
+    production = RedisCache(redis_url, {**options, "KEY_PREFIX": production_prefix})
+    key = "data-version:1"  # the same project id in both deployments
+    try:
+        staging.set(key, 7)
+        assert production.get(key) is None
+        production.set(key, 3)
+        assert staging.get(key) == 7 and production.get(key) == 3
+        staging.delete(key)
+        assert production.get(key) == 3
+    finally:
+        staging.delete(key)
+        production.delete(key)
