@@ -48,3 +48,55 @@ def test_seeded_data_is_realistic(project):
 def test_seed_refuses_an_unknown_project(db):
     with pytest.raises(CommandError, match="No project"):
         call_command("seed", "--project", "nope", "--no-progress")
+
+
+def table_statistics(connection, table: str) -> tuple[float, object]:
+    """(the planner's row estimate, when a manual ANALYZE last ran) for a table."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # read the statistics as they are now
+        cursor.execute(
+            "SELECT c.reltuples, s.last_analyze FROM pg_class c"
+            " JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.relname = %s",
+            [table],
+        )
+        return cursor.fetchone()
+
+
+def test_seed_leaves_the_planners_statistics_current(postgres, project):
+    """With autovacuum off (or not there yet), a freshly seeded table planned as empty made
+    retention on 1M events take 90 s instead of 0.2 s."""
+    with postgres.cursor() as cursor:
+        cursor.execute("SELECT now()")
+        (started,) = cursor.fetchone()
+    seed("--events", "3000", "--users", "150", "--days", "14", "--seed", "7")
+    for table in ("events_event", "events_userday", "events_userdayevent"):
+        rows = postgres.cursor()
+        rows.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 (a constant name)
+        (count,) = rows.fetchone()
+        estimate, analyzed_at = table_statistics(postgres, table)
+        assert count > 0 and estimate == count, (table, estimate, count)  # small tables: every row sampled
+        assert analyzed_at is not None and analyzed_at >= started, (table, analyzed_at)
+
+
+def test_rebuild_rollups_leaves_the_planners_statistics_current(postgres, project):
+    seed("--events", "2000", "--users", "100", "--days", "7", "--seed", "5")
+    with postgres.cursor() as cursor:
+        cursor.execute("SELECT now()")
+        (started,) = cursor.fetchone()
+    call_command("rebuild_rollups", "--project", "web", stdout=StringIO())
+    for table in ("events_userday", "events_userdayevent"):
+        _, analyzed_at = table_statistics(postgres, table)
+        assert analyzed_at is not None and analyzed_at >= started, (table, analyzed_at)
+
+
+def test_seed_analyzes_on_sqlite_too(project):
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the SQLite half of the rule; PostgreSQL's is tested above")
+    seed("--events", "500", "--users", "50", "--days", "7")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT stat FROM sqlite_stat1 WHERE tbl = 'events_event' AND idx IS NULL OR tbl = 'events_event'"
+        )
+        assert cursor.fetchall()  # ANALYZE wrote the planner's statistics

@@ -1,7 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import Project
+from events.models import UserDay, UserDayEvent
 from events.rollups import rollups_rebuild
+from events.seeding import tables_analyze
 
 
 class Command(BaseCommand):
@@ -17,8 +19,12 @@ class Command(BaseCommand):
             projects = projects.filter(slug=project)
             if not projects.exists():
                 raise CommandError(f"No project with slug {project!r}.")
+        rebuilt = False
         for item in projects:
             if stale_only and item.rollup_timezone == item.timezone:
                 continue
             rollups_rebuild(project_id=item.id)
+            rebuilt = True
             self.stdout.write(f"Rebuilt the rollups of {item} in {item.timezone}.")
+        if rebuilt:
+            tables_analyze(tables=[UserDay, UserDayEvent])  # rows replaced wholesale: fresh statistics

@@ -2,7 +2,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from accounts.models import Project
-from events.seeding import chunked, generate_rows
+from events.models import Event, UserDay, UserDayEvent
+from events.seeding import chunked, generate_rows, tables_analyze
 from events.services import events_persist
 
 CHUNK = 5000
@@ -33,6 +34,7 @@ class Command(BaseCommand):
             for chunk in chunked(rows, CHUNK):
                 stored += events_persist(project_id=project.id, rows=chunk, publish=False)
                 bar.update(len(chunk))
+        tables_analyze(tables=[Event, UserDay, UserDayEvent])  # the planner sees the new rows now
         self.stdout.write(
             f"Stored {stored} new events ({total - stored} already there) for {users} users in {project}."
         )
