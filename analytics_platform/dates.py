@@ -3,6 +3,11 @@
 `YYYY-MM-DD` is that whole local day (`endDate` inclusive); a full ISO-8601 datetime is an
 instant, local to the project when it has no offset, and inclusive as an `endDate`. Ranges
 are returned as half-open [start, end) in UTC. Default: the last 30 local days, today included.
+
+Supported dates run from 1970-01-01 (no event is older) to 2999-12-31, checked on the date as
+written, before any arithmetic: the runners add up to a day for `endDate`, a funnel's
+conversion window (at most ~68 years) or retention's periods (at most 400 months) to a
+bound, and Python's datetime ends at 9999-12-31, so a wider range would overflow there.
 """
 
 import re
@@ -11,8 +16,9 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from analytics_platform.errors import InvalidInput
 
-DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DATE_ONLY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 DEFAULT_DAYS = 30
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)
 
 
 def local_midnight(day: date, tz: zoneinfo.ZoneInfo) -> datetime:
@@ -29,13 +35,20 @@ def _parse_one(name: str, raw: str, tz: zoneinfo.ZoneInfo, *, is_end: bool) -> d
     raw = raw.strip()
     try:
         if DATE_ONLY.match(raw):
-            day = date.fromisoformat(raw)
-            return local_midnight(day + timedelta(days=1) if is_end else day, tz)
-        moment = datetime.fromisoformat(raw)
+            moment = day = date.fromisoformat(raw)
+        else:
+            moment = datetime.fromisoformat(raw)
+            day = moment.date()
     except ValueError:
         raise InvalidInput(
-            f"{name} must be a date (YYYY-MM-DD) or an ISO-8601 datetime.", details={name: raw}
+            f"{name} must be a date (YYYY-MM-DD) or an ISO-8601 datetime.", details={name: raw[:100]}
         ) from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise InvalidInput(
+            f"{name} must be between {FIRST_DAY.isoformat()} and {LAST_DAY.isoformat()}.", details={name: raw[:100]}
+        )
+    if not isinstance(moment, datetime):
+        return local_midnight(day + timedelta(days=1) if is_end else day, tz)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     moment = moment.astimezone(UTC)
