@@ -2,6 +2,8 @@ from rest_framework import serializers
 
 from accounts.models import ApiKey, Project, Scope
 
+MAX_RATE_LIMIT = 2**31 - 1  # the most ApiKey.rate_limit (a PositiveIntegerField) holds on every database
+
 
 class ProjectSerializer(serializers.ModelSerializer):
     organization = serializers.CharField(source="organization.name")
@@ -27,7 +29,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
 class ApiKeyCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=Scope.choices), min_length=1)
-    rateLimit = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    rateLimit = serializers.IntegerField(min_value=1, max_value=MAX_RATE_LIMIT, required=False, allow_null=True)
     expiresAt = serializers.DateTimeField(required=False, allow_null=True)
 
 

@@ -8,14 +8,24 @@ is simply not found (404, never 403). Views declare the scope they need.
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
 from accounts.auth import supported_methods
+from analytics_platform.errors import InvalidInput
+
+
+class ListPagination(LimitOffsetPagination):
+    """`?limit=&offset=` on the list endpoints, with a ceiling: an unbounded `limit` reaches
+    the database as a LIMIT it cannot represent."""
+
+    max_limit = 1000
 
 
 class ProjectAPIView(generics.GenericAPIView):
     required_scope: str | None = None
     required_scopes: dict[str, str] | None = None
+    pagination_class = ListPagination
 
     @property
     def project(self):
@@ -50,4 +60,7 @@ class QueryAPIView(ProjectAPIView):
     def get(self, request, **kwargs):
         params = request.query_params.dict()
         params.update({self.path_params[name]: value for name, value in kwargs.items()})
+        for name, value in params.items():
+            if isinstance(value, str) and "\x00" in value:  # no PostgreSQL text can hold it
+                raise InvalidInput(f"{name} must not contain NUL characters.", details={name: value[:100]})
         return Response(self.runner(project=self.project, params=params).run())

@@ -66,7 +66,24 @@ DRF_CODES = {
 
 
 def error_body(code: str, message: str, details=None) -> dict:
-    return {"error": {"code": code, "message": message, "details": details}}
+    return {"error": {"code": code, "message": _printable(message), "details": _printable(details)}}
+
+
+def _printable(value):
+    """`value` with every string encodable as UTF-8: an error that echoes what the client
+    sent (a field name, an invalid choice) may carry a lone surrogate, which no response
+    body can (it would fail as it is encoded, a 500); it is shown escaped instead."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {_printable(key): _printable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(item) for item in value]
+    return value
 
 
 def _message_and_details(exc: exceptions.APIException) -> tuple[str, object]:

@@ -1,5 +1,12 @@
-"""Funnel definitions as the API takes them (API.md, "Funnels"). Errors name the step and
-field, e.g. `steps[2].timeWindow` or `steps[1].filters.plan.op`."""
+"""Funnel definitions as the API takes them (API.md, "Funnels"). Errors name the step, counted
+from 0 like ingestion's `rejected[].index`, and the field: `steps[1].timeWindow` is the
+second step's, `steps[0].filters.plan` the first step's filter on `plan`.
+
+Everything a definition holds ends up in SQL parameters and a JSON column, so the bounds are
+theirs: text without NUL or lone surrogates (PostgreSQL stores neither), whole numbers that
+fit a BIGINT, windows that fit the INTEGER column, and few enough filters that a funnel's
+statement stays well under the databases' parameter limits.
+"""
 
 from rest_framework import serializers
 
@@ -7,6 +14,37 @@ from funnels.models import DEFAULT_CONVERSION_WINDOW, Funnel
 
 OPS = ("eq", "neq", "gt", "gte", "lt", "lte", "contains", "in", "exists")
 MIN_STEPS, MAX_STEPS = 2, 20
+MAX_FILTERS, MAX_IN_VALUES, MAX_NAME = 10, 100, 200
+MAX_WINDOW = 2**31 - 1  # seconds (~68 years): what conversion_window, a PositiveIntegerField, holds
+MAX_WHOLE = 2**63 - 1
+WINDOW_RULE = f"must be a positive whole number of seconds, at most {MAX_WINDOW}"
+
+
+def _is_window(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WINDOW
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "must not contain NUL characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must not contain lone surrogates (invalid Unicode)"
+    return None
+
+
+def _value_problem(value) -> str | None:
+    """What makes a filter value (any JSON) unusable: bad text, or an integer past BIGINT."""
+    if isinstance(value, str):
+        return _text_problem(value)
+    if isinstance(value, int) and not isinstance(value, bool) and not -MAX_WHOLE <= value <= MAX_WHOLE:
+        return f"whole numbers must be within ±{MAX_WHOLE} (write larger ones as decimals)"
+    if isinstance(value, list):
+        return next((p for p in map(_value_problem, value) if p), None)
+    if isinstance(value, dict):
+        return next((p for item in value.items() for p in map(_value_problem, item) if p), None)
+    return None
 
 
 def _is_number(value) -> bool:
@@ -19,7 +57,7 @@ def _filter_errors(prop: str, spec) -> list[str]:
     if set(spec) - {"op", "value"} or "op" not in spec:
         return ['must be a value, or {"op": ..., "value": ...}']
     op, value = spec["op"], spec.get("value")
-    if op not in OPS:
+    if not isinstance(op, str) or op not in OPS:
         return [f"op must be one of {', '.join(OPS)}"]
     if op in ("gt", "gte", "lt", "lte") and not _is_number(value):
         return [f"{op} compares numbers: value must be a number"]
@@ -27,6 +65,8 @@ def _filter_errors(prop: str, spec) -> list[str]:
         return ["contains takes a string value"]
     if op == "in" and not isinstance(value, list):
         return ["in takes a list of values"]
+    if op == "in" and len(value) > MAX_IN_VALUES:
+        return [f"in takes at most {MAX_IN_VALUES} values"]
     if op == "exists" and not isinstance(value, bool):
         return ["exists takes true or false"]
     return []
@@ -37,8 +77,8 @@ def validate_steps(steps) -> list[dict]:
         raise serializers.ValidationError(f"must be a list of {MIN_STEPS} to {MAX_STEPS} steps")
     errors: dict[str, list[str]] = {}
     clean = []
-    for number, step in enumerate(steps, start=1):
-        where = f"steps[{number}]"
+    for index, step in enumerate(steps):
+        where = f"steps[{index}]"
         if not isinstance(step, dict):
             errors[where] = ["must be an object with eventName"]
             continue
@@ -46,21 +86,33 @@ def validate_steps(steps) -> list[dict]:
         if unknown:
             errors[where] = [f"unknown field(s): {', '.join(sorted(unknown))}"]
         name = step.get("eventName")
-        if not isinstance(name, str) or not 1 <= len(name) <= 200:
-            errors[f"{where}.eventName"] = ["is required: a string of 1 to 200 characters"]
+        if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME:
+            errors[f"{where}.eventName"] = [f"is required: a string of 1 to {MAX_NAME} characters"]
+        elif problem := _text_problem(name):
+            errors[f"{where}.eventName"] = [problem]
         filters = step.get("filters") or {}
         if not isinstance(filters, dict):
             errors[f"{where}.filters"] = ["must be an object of property → value or {op, value}"]
             filters = {}
+        elif len(filters) > MAX_FILTERS:
+            errors[f"{where}.filters"] = [f"at most {MAX_FILTERS} properties per step"]
+            filters = {}
         for prop, spec in filters.items():
-            for message in _filter_errors(prop, spec):
-                errors.setdefault(f"{where}.filters.{prop}", []).append(message)
+            if not 1 <= len(prop) <= MAX_NAME or _text_problem(prop):
+                errors[f"{where}.filters"] = [
+                    f"property names are 1 to {MAX_NAME} characters, without NUL or lone surrogates"
+                ]
+                continue
+            at = f"{where}.filters.{prop}"
+            problem = _value_problem(spec)
+            for message in [problem] if problem else _filter_errors(prop, spec):
+                errors.setdefault(at, []).append(message)
         window = step.get("timeWindow")
         if window is not None:
-            if number == 1:
+            if index == 0:
                 errors[f"{where}.timeWindow"] = ["is not allowed on the first step"]
-            elif not isinstance(window, int) or isinstance(window, bool) or window < 1:
-                errors[f"{where}.timeWindow"] = ["must be a positive whole number of seconds"]
+            elif not _is_window(window):
+                errors[f"{where}.timeWindow"] = [WINDOW_RULE]
         clean.append({"eventName": name, "filters": filters, "timeWindow": window})
     if errors:
         raise serializers.ValidationError(errors)
@@ -70,7 +122,11 @@ def validate_steps(steps) -> list[dict]:
 class FunnelSerializer(serializers.ModelSerializer):
     steps = serializers.JSONField()
     conversionWindow = serializers.IntegerField(
-        source="conversion_window", min_value=1, default=DEFAULT_CONVERSION_WINDOW, help_text="seconds"
+        source="conversion_window",
+        min_value=1,
+        max_value=MAX_WINDOW,
+        default=DEFAULT_CONVERSION_WINDOW,
+        help_text="seconds (default 1209600 = 14 days)",
     )
     order = serializers.ChoiceField(choices=Funnel.Order.choices, default=Funnel.Order.ORDERED)
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)
@@ -85,7 +141,6 @@ class FunnelSerializer(serializers.ModelSerializer):
 
     def to_internal_value(self, data):
         if isinstance(data, dict) and "conversionWindow" in data:
-            value = data["conversionWindow"]
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise serializers.ValidationError({"conversionWindow": ["must be a positive whole number of seconds"]})
+            if not _is_window(data["conversionWindow"]):
+                raise serializers.ValidationError({"conversionWindow": [WINDOW_RULE]})
         return super().to_internal_value(data)

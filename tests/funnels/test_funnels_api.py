@@ -57,28 +57,28 @@ def test_create_read_list_update_delete(admin_api, project):
         ({"steps": [{"eventName": "only one"}]}, "steps"),
         ({"steps": [{"eventName": f"e{i}"} for i in range(21)]}, "steps"),
         ({"steps": "page_view,purchase"}, "steps"),
-        ({"steps": [{"eventName": "a", "timeWindow": 60}, {"eventName": "b"}]}, "steps[1].timeWindow"),
-        ({"steps": [{"eventName": "a"}, {"eventName": "b", "timeWindow": 0}]}, "steps[2].timeWindow"),
-        ({"steps": [{"eventName": "a"}, {"eventName": "b", "timeWindow": 1.5}]}, "steps[2].timeWindow"),
-        ({"steps": [{"eventName": "a"}, {"eventName": ""}]}, "steps[2].eventName"),
-        ({"steps": [{"eventName": "a"}, {}]}, "steps[2].eventName"),
+        ({"steps": [{"eventName": "a", "timeWindow": 60}, {"eventName": "b"}]}, "steps[0].timeWindow"),
+        ({"steps": [{"eventName": "a"}, {"eventName": "b", "timeWindow": 0}]}, "steps[1].timeWindow"),
+        ({"steps": [{"eventName": "a"}, {"eventName": "b", "timeWindow": 1.5}]}, "steps[1].timeWindow"),
+        ({"steps": [{"eventName": "a"}, {"eventName": ""}]}, "steps[1].eventName"),
+        ({"steps": [{"eventName": "a"}, {}]}, "steps[1].eventName"),
         (
             {"steps": [{"eventName": "a"}, {"eventName": "b", "filters": {"p": {"op": "like", "value": 1}}}]},
-            "steps[2].filters.p",
+            "steps[1].filters.p",
         ),
         (
             {"steps": [{"eventName": "a"}, {"eventName": "b", "filters": {"p": {"op": "gt", "value": "5"}}}]},
-            "steps[2].filters.p",
+            "steps[1].filters.p",
         ),
         (
             {"steps": [{"eventName": "a"}, {"eventName": "b", "filters": {"p": {"op": "gt", "value": True}}}]},
-            "steps[2].filters.p",
+            "steps[1].filters.p",
         ),
         (
             {"steps": [{"eventName": "a"}, {"eventName": "b", "filters": {"p": {"op": "in", "value": 3}}}]},
-            "steps[2].filters.p",
+            "steps[1].filters.p",
         ),
-        ({"steps": [{"eventName": "a"}, {"eventName": "b", "filters": ["p"]}]}, "steps[2].filters"),
+        ({"steps": [{"eventName": "a"}, {"eventName": "b", "filters": ["p"]}]}, "steps[1].filters"),
         ({"conversionWindow": 0}, "conversionWindow"),
         ({"conversionWindow": -5}, "conversionWindow"),
         ({"conversionWindow": "soon"}, "conversionWindow"),
@@ -131,3 +131,12 @@ def test_admin_lists_funnels_with_readable_steps(admin_api, project):
     assert "page_view → add_to_cart → checkout_start → purchase" in listing
     page = staff.get(f"/admin/funnels/funnel/{funnel_id}/change/").content.decode()
     assert "within 3600 s of the previous step" in page
+
+
+def test_step_errors_count_from_0_like_ingestions_rejected_index(admin_api, post_events):
+    """The second item of a list is [1] in both: a funnel's steps[1], ingestion's index 1."""
+    ingested = post_events([{"userId": "u", "eventName": "ok"}, {"userId": "u", "eventName": ""}]).json()
+    assert [r["index"] for r in ingested["rejected"]] == [1]
+    steps = [{"eventName": "ok"}, {"eventName": ""}]
+    error = assert_error(admin_api.post("/api/v1/funnels", {"name": "f", "steps": steps}, format="json"), 400)
+    assert list(error["details"]["steps"]) == ["steps[1].eventName"]
