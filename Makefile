@@ -8,7 +8,7 @@ PORT ?= 8000
 # (bench/README.md, live.py); a proxy in front may still compress.
 UVICORN_FLAGS ?= --ws-per-message-deflate false
 
-.PHONY: run test lint bench worker serve setup venv clean
+.PHONY: run test lint bench worker serve setup venv clean seed
 
 venv: $(VENV)/.installed
 
@@ -22,6 +22,10 @@ run: venv
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py setup --demo-key sample-api-key-789
 	@echo "Serving HTTP and WebSocket on http://$(HOST):$(PORT)  (docs: /api-docs, admin: /admin/)"
 	DEBUG=$${DEBUG:-1} $(BIN)/uvicorn analytics_platform.asgi:application --host $(HOST) --port $(PORT) $(UVICORN_FLAGS)
+
+# Sample events into the demo project that `make run` set up (`make seed SEED_ARGS="--events 1000000"`).
+seed: venv
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seed $(SEED_ARGS)
 
 # Production-style processes, for when DATABASE_URL and REDIS_URL are set.
 serve: venv

@@ -114,3 +114,40 @@ def test_rqworker_always_runs_the_scheduler():
     assert get_commands()["rqworker"] == "events"
     command = load_command_class("events", "rqworker")
     assert "scheduler is always on" in command.help
+
+
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_commands_work_as_typed():
+    """From a fresh clone after `make run`: no bare `python` (no virtualenv is active), only
+    management commands and options that exist, only make targets the Makefile has."""
+    targets = set(re.findall(r"^([a-z][a-z-]*):", (ROOT / "Makefile").read_text(), re.M))
+    used = set(re.findall(r"(?:^|`)make ([a-z][a-z-]*)", README, re.M))
+    assert {"run", "test", "seed"} <= used and used <= targets, used - targets
+    commands = get_commands()
+    invocations = re.findall(r"(\S+) manage\.py ([a-z_]+)([^`|\n]*)", README)
+    assert len(invocations) >= 8
+    for line in README.splitlines():
+        for interpreter in re.findall(r"(\S+) manage\.py", line):
+            in_container = interpreter == "python" and "docker compose run --rm api python manage.py" in line
+            assert interpreter == ".venv/bin/python" or in_container, line
+    for _, name, args in invocations:
+        assert name in commands, f"README names no such command: {name}"
+        parser = load_command_class(commands[name], name).create_parser("manage.py", name)
+        for option in re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", args):
+            assert option in parser._option_string_actions, f"manage.py {name} has no {option}"
+
+
+def test_readme_analytics_examples_show_what_seed_wrote():
+    """`make seed` writes the last 30 days; examples pinned to other dates showed zeros."""
+    from events.seeding import generate_rows
+
+    endpoints = ["events/summary", "metrics", "retention", "users/[^/]+/journey", "funnels/1/analytics"]
+    for endpoint in endpoints:
+        urls = re.findall(rf"/api/v1/{endpoint}(?:\?[^\"' ]*)?", README)
+        assert urls, endpoint
+        assert any(not re.search(r"(startDate|endDate)=\d", url) for url in urls), (endpoint, urls)
+    (journey_user,) = re.findall(r"/api/v1/users/([^/]+)/journey", README)
+    seeded_users = {row[1] for row in generate_rows(events=2000, users=100, days=30, seed=1)}
+    assert journey_user in seeded_users
