@@ -20,6 +20,7 @@ WORKDIR /app
 COPY --chown=app:app . /app
 USER app
 EXPOSE 8000
+# By address, not by a public name: /health is answered before host validation (analytics_platform/middleware.py).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('PORT', '8000')}/health\", timeout=4)"]
 CMD ["sh", "-c", "exec uvicorn analytics_platform.asgi:application --host 0.0.0.0 --port ${PORT} --workers ${WEB_CONCURRENCY:-2} --proxy-headers --ws-per-message-deflate false"]

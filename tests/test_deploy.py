@@ -151,3 +151,17 @@ def test_readme_analytics_examples_show_what_seed_wrote():
     (journey_user,) = re.findall(r"/api/v1/users/([^/]+)/journey", README)
     seeded_users = {row[1] for row in generate_rows(events=2000, users=100, days=30, seed=1)}
     assert journey_user in seeded_users
+
+
+def test_the_healthcheck_calls_the_path_answered_before_host_validation():
+    """The image's HEALTHCHECK calls by address; only HEALTH_PATH is answered for any Host."""
+    from django.conf import settings
+
+    from analytics_platform.middleware import HEALTH_PATH
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"http://127\.0\.0\.1:\{[^}]*\}" + re.escape(HEALTH_PATH) + r"\\\"", dockerfile)
+    middleware = settings.MIDDLEWARE
+    health = middleware.index("analytics_platform.middleware.HealthCheckMiddleware")
+    assert health < middleware.index("django.middleware.common.CommonMiddleware")  # the first to read Host
+    assert health < middleware.index("django.middleware.security.SecurityMiddleware")  # may redirect to https
