@@ -3,13 +3,14 @@
 
 It only spares the database work; the guarantee is the unique (project, event_id)
 constraint, which holds after the 24 h, after a Redis flush and between racing processes.
-Without Redis (the embedded default) the same claim is made in the local-memory cache.
+Without Redis (the embedded default) there is no fast path: jobs run inline, so the insert
+itself says which events were new, exactly (a local-memory cache forgets entries past its
+size and would only have made the count lie).
 """
 
 from functools import lru_cache
 
 import structlog
-from django.core.cache import cache
 
 from analytics_platform.redis import redis_client
 
@@ -26,7 +27,7 @@ def claim(project_id: int, event_ids: list[str]) -> list[bool]:
     connection errors (the caller then writes synchronously)."""
     client = redis_client()
     if client is None:
-        return [cache.add(_key(project_id, event_id), 1, TTL_SECONDS) for event_id in event_ids]
+        return [True] * len(event_ids)
     results = _claim_script(client)(keys=[_key(project_id, event_id) for event_id in event_ids], args=[TTL_SECONDS])
     return [bool(ok) for ok in results]
 
@@ -49,11 +50,10 @@ def release(project_id: int, event_ids: list[str]) -> None:
     """Best effort: forgets claims whose events could not be queued, so a retry is accepted."""
     if not event_ids:
         return
+    client = redis_client()
+    if client is None:
+        return
     try:
-        client = redis_client()
-        if client is None:
-            cache.delete_many([_key(project_id, event_id) for event_id in event_ids])
-        else:
-            client.delete(*[_key(project_id, event_id) for event_id in event_ids])
+        client.delete(*[_key(project_id, event_id) for event_id in event_ids])
     except Exception as exc:
         logger.warning("dedup_release_failed", project_id=project_id, events=len(event_ids), error=type(exc).__name__)

@@ -1,5 +1,7 @@
 """RQ jobs. Each takes plain values and calls one service; each is idempotent (the insert
-ignores stored event ids), so RQ's retries, and a rerun from the failed registry, are safe."""
+ignores stored event ids, a dead letter is recorded once), so RQ's retries, and a rerun from
+the failed registry, are safe. Only an outage fails a job: events refused for their content
+become dead letters and the rest of the job goes on."""
 
 import json
 from collections import defaultdict
@@ -12,7 +14,7 @@ from accounts.models import Project
 from analytics_platform.redis import redis_client
 from events.queueing import BUFFER_KEY, rearm_if_pending
 from events.rollups import rollups_rebuild
-from events.services import events_persist
+from events.services import dead_letters_add, events_persist
 
 DRAIN_CHUNK = 5000
 
@@ -24,9 +26,10 @@ def _fresh_connection() -> None:
         close_old_connections()
 
 
-def persist_events(project_id: int, rows_json: str) -> int:
+def persist_events(project_id: int, rows_json: str) -> dict:
+    """Returns {"stored": n, "refused": [[position, error], ...]} (read by the inline queue)."""
     _fresh_connection()
-    return events_persist(project_id=project_id, rows=json.loads(rows_json))
+    return events_persist(project_id=project_id, rows=json.loads(rows_json)).as_job_result()
 
 
 def drain_buffer() -> int:
@@ -47,17 +50,26 @@ def drain_buffer() -> int:
 
 
 def _store_buffered(client, key: str) -> int:
-    by_project: dict[int, list[list]] = defaultdict(list)
+    by_project: dict[int, list] = defaultdict(list)
+    unreadable: list[str] = []
     for item in client.lrange(key, 0, -1):
-        project_id, row = json.loads(item)
+        try:
+            project_id, row = json.loads(item)
+            if not isinstance(project_id, int) or isinstance(project_id, bool):
+                raise ValueError("no project id")
+        except (ValueError, TypeError):  # not JSON, not UTF-8, not a [project id, row] pair
+            unreadable.append(item.decode("utf-8", "backslashreplace").replace("\x00", "\\u0000"))
+            continue
         by_project[project_id].append(row)
+    if unreadable:
+        dead_letters_add(project_id=None, payloads=unreadable, errors=[(0, "unreadable buffer item")] * len(unreadable))
     existing = set(Project.objects.filter(pk__in=by_project).values_list("pk", flat=True))
     stored = 0
     for project_id, rows in by_project.items():
         if project_id not in existing:
             continue  # the project was deleted meanwhile, and its events with it
         for start in range(0, len(rows), DRAIN_CHUNK):
-            stored += events_persist(project_id=project_id, rows=rows[start : start + DRAIN_CHUNK])
+            stored += events_persist(project_id=project_id, rows=rows[start : start + DRAIN_CHUNK]).stored
     client.delete(key)
     return stored
 

@@ -64,3 +64,27 @@ class UserDayEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.event_name} on {self.day}: {self.events}"
+
+
+class DeadLetter(models.Model):
+    """An accepted event the database refused for its content (text it cannot store, a
+    malformed row), set aside by the worker so that it never holds back the others. Kept with
+    the error until someone retries it (after a fix) or deletes it, from the admin."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    # The job row as the worker received it, as ASCII JSON (escapes such as \ud800 kept), or
+    # the raw buffer item when it could not even be read (then there is no project).
+    payload = models.TextField()
+    error = models.TextField()
+    # sha256 of project and payload: a retried job sets the same event aside only once.
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    attempts = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_tried_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "dead letter"
+
+    def __str__(self) -> str:
+        return f"dead letter {self.pk} of project {self.project_id}"

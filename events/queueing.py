@@ -29,6 +29,7 @@ PERSIST_JOB = "events.jobs.persist_events"
 DRAIN_JOB = "events.jobs.drain_buffer"
 RETRY = Retry(max=8, interval=[1, 2, 5, 15, 30, 60, 120, 300])
 JOB_OPTIONS = {"result_ttl": 0, "failure_ttl": 30 * 24 * 3600, "job_timeout": 600}
+INLINE_RESULT_TTL = 60  # long enough to read an inline job's result back; deleted right after
 
 BUFFER_KEY = "ingest:buffer"
 ARMED_KEY = "ingest:buffer:armed"
@@ -49,27 +50,36 @@ def ingest_queue() -> Queue:
     return _inline_queue() if client is None else Queue(QUEUE_NAME, connection=client)
 
 
-def enqueue_rows(project_id: int, rows: list[list]) -> None:
-    """Queues the rows for persistence. Raises Redis's connection errors, or
-    ServiceUnavailable if the inline job (embedded default) failed."""
+def enqueue_rows(project_id: int, rows: list[list]) -> dict | None:
+    """Queues the rows for persistence. In the embedded default the job runs inline and its
+    result, what the database did ({"stored": n, "refused": [[position, error], ...]}), is
+    returned; otherwise None. Raises Redis's connection errors, or ServiceUnavailable if the
+    inline job failed."""
     if not rows:
-        return
+        return None
     client = redis_client()
     if client is not None and len(rows) <= BUFFERED_MAX_EVENTS:
         buffer_push(client, project_id, rows)
-        return
+        return None
     queue = ingest_queue()
     if not queue.is_async:
         job = queue.enqueue(
-            PERSIST_JOB, project_id, json.dumps(rows), description=_describe(project_id, rows), **JOB_OPTIONS
+            PERSIST_JOB,
+            project_id,
+            json.dumps(rows),
+            description=_describe(project_id, rows),
+            **{**JOB_OPTIONS, "result_ttl": INLINE_RESULT_TTL},
         )
         if job.get_status(refresh=False) != JobStatus.FINISHED:
             logger.error("inline_persist_failed", project_id=project_id, status=str(job.get_status(refresh=False)))
             raise ServiceUnavailable("The database could not store the events; retry shortly.")
-        return
+        result = job.return_value()
+        job.delete()
+        return result
     queue.enqueue(
         PERSIST_JOB, project_id, json.dumps(rows), retry=RETRY, description=_describe(project_id, rows), **JOB_OPTIONS
     )
+    return None
 
 
 def _describe(project_id: int, rows: list[list]) -> str:

@@ -5,16 +5,20 @@ Redis with SET NX), and hands the new ones to the queue before it returns: once 
 answered, an accepted event is in Redis (an RQ job, or the single-event buffer) and will be
 written. `events_persist` is what the worker runs: an idempotent bulk insert, then the
 project's data version is bumped (cached analytics go stale) and the new rows are published
-to the live stream. When Redis is unreachable the request writes synchronously instead, the
+to the live stream. Events the database refuses for their content become dead letters
+(`DeadLetter`, listed in the admin) in the same transaction, and the others are stored.
+When Redis is unreachable the request writes synchronously instead, the
 database's unique constraint alone deduplicating; when the database is unreachable too, the
 request is refused with 503 and nothing is accepted.
 """
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 import structlog
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from analytics_platform.data_version import project_data_version_bump
@@ -23,11 +27,13 @@ from analytics_platform.redis import REDIS_DOWN
 from events import dedup, queueing
 from events.live import live_publish
 from events.livestats import live_count
+from events.models import DeadLetter
 from events.rollups import rollup_timezone_for_write
-from events.store import insert_rows
+from events.store import OUTAGE_ERRORS, insert_rows_isolating
 from events.validation import validate_event
 
 logger = structlog.get_logger(__name__)
+NOT_STORED = "the database refused this event; it was set aside for review (dead letters)"
 
 
 @dataclass
@@ -40,18 +46,91 @@ class IngestResult:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
 
 
-def events_persist(*, project_id: int, rows: list[list], publish: bool = True) -> int:
-    """Stores the rows not stored yet (idempotent) and returns how many were new. Raises the
-    database's error if it cannot write, so a job retries."""
+@dataclass
+class PersistOutcome:
+    stored: int = 0
+    refused: list[tuple[int, str]] = field(default_factory=list)  # (position in the rows, error)
+
+    def as_job_result(self) -> dict:
+        return {"stored": self.stored, "refused": [list(item) for item in self.refused]}
+
+
+def events_persist(*, project_id: int, rows: list, publish: bool = True) -> PersistOutcome:
+    """Stores the rows not stored yet (idempotent); rows refused for their content become
+    dead letters. Nothing is written for a deleted project. Raises the database's outage
+    errors (events.store.OUTAGE_ERRORS), so a job retries."""
     with transaction.atomic():
-        inserted = insert_rows(project_id, rows, rollup_timezone_for_write(project_id) or "")
+        rollup_timezone = rollup_timezone_for_write(project_id)
+        if rollup_timezone is None:
+            logger.warning("persist_skipped_project_gone", project_id=project_id, events=len(rows))
+            return PersistOutcome()
+        inserted, refused = insert_rows_isolating(project_id, rows, rollup_timezone)
+        if refused:
+            dead_letters_add(project_id=project_id, payloads=[json.dumps(rows[i]) for i, _ in refused], errors=refused)
     if inserted:
         project_data_version_bump(project_id=project_id)
         if publish:
-            new = [row for row in rows if row[0] in inserted]
+            refused_positions = {i for i, _ in refused}
+            new = [row for i, row in enumerate(rows) if i not in refused_positions and row[0] in inserted]
             live_count(project_id=project_id, user_ids=[row[1] for row in new])
             live_publish(project_id=project_id, rows=new)
-    return len(inserted)
+    return PersistOutcome(stored=len(inserted), refused=refused)
+
+
+def dead_letters_add(*, project_id: int | None, payloads: list[str], errors: list[tuple[int, str]]) -> None:
+    """Records refused events (idempotent: the same payload of the same project once).
+    Runs inside the caller's transaction, with the events stored beside them."""
+    now = timezone.now()
+    letters = [
+        DeadLetter(
+            project_id=project_id,
+            payload=payload,
+            error=error,
+            digest=hashlib.sha256(f"{project_id}:{payload}".encode()).hexdigest(),
+            last_tried_at=now,
+        )
+        for payload, (_, error) in zip(payloads, errors, strict=True)
+    ]
+    DeadLetter.objects.bulk_create(letters, ignore_conflicts=True)
+    logger.error("events_dead_lettered", project_id=project_id, events=len(letters), error=errors[0][1][:200])
+
+
+def dead_letter_retry(*, dead_letter: DeadLetter) -> bool:
+    """Tries to store a dead letter's event again (after a fix). Stored, or found already
+    stored: the letter is deleted and True returned. Refused again: the error and attempt
+    count are updated and False returned. Raises the database's outage errors."""
+    try:
+        if dead_letter.project_id is None:
+            project_id, row = json.loads(dead_letter.payload)
+        else:
+            project_id, row = dead_letter.project_id, json.loads(dead_letter.payload)
+        if not isinstance(project_id, int):
+            raise ValueError("the buffer item names no project")
+    except ValueError as exc:
+        _dead_letter_failed(dead_letter, f"{type(exc).__name__}: {exc}")
+        return False
+    with transaction.atomic():
+        rollup_timezone = rollup_timezone_for_write(project_id)
+        if rollup_timezone is None:
+            _dead_letter_failed(dead_letter, f"project {project_id} no longer exists")
+            return False
+        inserted, refused = insert_rows_isolating(project_id, [row], rollup_timezone)
+        if refused:
+            _dead_letter_failed(dead_letter, refused[0][1])
+            return False
+        dead_letter.delete()
+    if inserted:
+        project_data_version_bump(project_id=project_id)
+        live_count(project_id=project_id, user_ids=[row[1]])
+        live_publish(project_id=project_id, rows=[row])
+    return True
+
+
+def _dead_letter_failed(dead_letter: DeadLetter, error: str) -> None:
+    dead_letter.error = error
+    dead_letter.attempts += 1
+    dead_letter.last_tried_at = timezone.now()
+    dead_letter.save(update_fields=["error", "attempts", "last_tried_at"])
 
 
 def events_ingest(*, project, payload, client_ip: str | None, user_agent: str | None) -> IngestResult:
@@ -68,7 +147,7 @@ def events_ingest(*, project, payload, client_ip: str | None, user_agent: str | 
         )
     received_at = timezone.now()
     result = IngestResult()
-    rows, seen = [], set()
+    rows, indices, seen = [], [], set()
     for index, raw in enumerate(items):
         row, errors = validate_event(raw, received_at=received_at, client_ip=client_ip, user_agent=user_agent)
         if errors:
@@ -78,31 +157,44 @@ def events_ingest(*, project, payload, client_ip: str | None, user_agent: str | 
         else:
             seen.add(row.event_id)
             rows.append(row.as_job_row())
+            indices.append(index)
     if not rows:
         return result
 
     try:
         claimed = dedup.claim(project.id, [row[0] for row in rows])
-        fresh = [row for row, is_new in zip(rows, claimed, strict=True) if is_new]
+        fresh = [position for position, is_new in enumerate(claimed) if is_new]
         try:
-            queueing.enqueue_rows(project.id, fresh)
+            written = queueing.enqueue_rows(project.id, [rows[position] for position in fresh])
         except BaseException:
-            dedup.release(project.id, [row[0] for row in fresh])
+            dedup.release(project.id, [rows[position][0] for position in fresh])
             raise
     except REDIS_DOWN as exc:
         logger.warning("ingest_redis_down_writing_synchronously", error=type(exc).__name__, events=len(rows))
-        return _ingest_synchronously(project.id, rows, result)
-    result.accepted = len(fresh)
-    result.duplicates += len(rows) - len(fresh)
-    return result
+        return _ingest_synchronously(project.id, rows, indices, result)
+    if written is None:  # queued: the claims are the count
+        result.accepted = len(fresh)
+        result.duplicates += len(rows) - len(fresh)
+        return result
+    return _count_written(result, written, [indices[position] for position in fresh], offered=len(rows))
 
 
-def _ingest_synchronously(project_id: int, rows: list[list], result: IngestResult) -> IngestResult:
+def _ingest_synchronously(project_id: int, rows: list[list], indices: list[int], result: IngestResult) -> IngestResult:
     try:
-        stored = events_persist(project_id=project_id, rows=rows)
-    except DatabaseError as exc:
+        outcome = events_persist(project_id=project_id, rows=rows)
+    except OUTAGE_ERRORS as exc:
         logger.error("ingest_refused_redis_and_database_down", error=type(exc).__name__, events=len(rows))
         raise ServiceUnavailable("Neither the queue nor the database can take events right now.") from None
-    result.accepted = stored
-    result.duplicates += len(rows) - stored
+    return _count_written(result, outcome.as_job_result(), indices, offered=len(rows))
+
+
+def _count_written(result: IngestResult, written: dict, indices: list[int], *, offered: int) -> IngestResult:
+    """The answer from what the database did with the rows written at `indices` of the
+    request (out of `offered` distinct valid events): new ones are accepted, the database's
+    refusals are rejections, the rest were stored already."""
+    refused = sorted(position for position, _ in written["refused"])
+    result.accepted = written["stored"]
+    result.duplicates += offered - written["stored"] - len(refused)
+    result.rejected += [{"index": indices[position], "errors": {"event": [NOT_STORED]}} for position in refused]
+    result.rejected.sort(key=lambda item: item["index"])
     return result

@@ -6,11 +6,20 @@ replayed batch stores nothing twice, and the caller learns exactly which rows ar
 PostgreSQL first COPYs the batch into a session-local staging table (the fastest way in);
 SQLite takes multi-row INSERTs. That choice is the one dialect difference here; with it
 goes how the inserted rows reach the daily rollups (events.rollups).
+
+`insert_rows_isolating` is what the worker calls: a batch the database refuses for its
+content (text PostgreSQL cannot store, a malformed row that bypassed validation) is split in
+halves, each tried again under its own savepoint, down to the single rows at fault, so every
+good row is stored and only the bad ones are handed back. An outage (the database gone, a
+lock or statement timeout) is not about the rows: it propagates, and the job retries whole.
 """
 
 from datetime import datetime
 
-from django.db import connection
+import psycopg
+from django import db
+from django.db import connection, transaction
+from rq.timeouts import JobTimeoutException
 
 from events.rollups import rollups_add
 from events.validation import COLUMNS
@@ -27,6 +36,49 @@ CREATE TEMP TABLE IF NOT EXISTS event_staging (
     session_id text, page_url text, user_agent text, ip_address inet, received_at timestamptz
 ) ON COMMIT DELETE ROWS
 """
+
+
+# Not the rows' fault: the whole write is retried later.
+OUTAGE_ERRORS = (
+    db.OperationalError,
+    db.InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    JobTimeoutException,
+)
+MAX_ERROR_CHARS = 2000
+
+
+def insert_rows_isolating(
+    project_id: int, rows: list, rollup_timezone: str = ""
+) -> tuple[dict[str, int], list[tuple[int, str]]]:
+    """insert_rows, setting aside the rows refused for their content. Returns ({event_id: id}
+    of the inserted rows, [(position in `rows`, error)] of the refused ones). Must run inside a
+    transaction; raises OUTAGE_ERRORS."""
+    inserted: dict[str, int] = {}
+    refused: list[tuple[int, str]] = []
+    pending = [(0, len(rows))]  # [start, end) slices still to write
+    while pending:
+        start, end = pending.pop()
+        try:
+            with transaction.atomic():
+                inserted.update(insert_rows(project_id, rows[start:end], rollup_timezone))
+        except OUTAGE_ERRORS:
+            raise
+        except Exception as exc:
+            if end - start == 1:
+                refused.append((start, describe_error(exc)))
+            else:
+                middle = (start + end) // 2
+                pending += [(middle, end), (start, middle)]
+    refused.sort()
+    return inserted, refused
+
+
+def describe_error(exc: BaseException) -> str:
+    """The error as storable text: one line or a few, no NUL, no lone surrogate."""
+    text = f"{type(exc).__name__}: {exc}".replace("\x00", "\\x00")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")[:MAX_ERROR_CHARS]
 
 
 def insert_rows(project_id: int, rows: list[list], rollup_timezone: str = "") -> dict[str, int]:

@@ -220,3 +220,20 @@ def test_storing_bumps_the_data_version_and_a_refusal_does_not(post_events, proj
     post_events([event("a")])  # only a duplicate
     jobs()
     assert project_data_version(project_id=project.id) == after
+
+
+def test_a_retried_batch_counts_nothing_twice_whatever_came_between(post_events, project, jobs):
+    """`accepted` counts new events only: a retried batch after many others (more than a
+    local-memory cache holds) is all duplicates."""
+    first = [event(f"u{i}", ts=1704103200000 + i) for i in range(496)]
+    assert post_events(first).json()["accepted"] == 496
+    for n in range(3):
+        others = [event(f"o{n}-{i}", ts=1704103200000 + i) for i in range(400)]
+        assert post_events(others).json()["accepted"] == 400
+    jobs()
+    again = post_events(first).json()
+    assert (again["accepted"], again["duplicates"]) == (0, 496)
+    mixed = post_events([*first[:10], event("new-one")]).json()
+    assert (mixed["accepted"], mixed["duplicates"]) == (1, 10)
+    jobs()
+    assert Event.objects.filter(project=project).count() == 496 + 1200 + 1

@@ -128,31 +128,53 @@ def test_a_drain_killed_midway_is_finished_by_its_retry(redis_cache, post_events
     assert not list(client.scan_iter(f"{BUFFER_KEY}*"))
 
 
-@pytest.mark.django_db
 @pytest.mark.redis
-def test_a_job_that_keeps_failing_retries_with_backoff_then_lands_in_the_failed_registry(redis_cache, project, jobs):
+def test_a_job_the_database_keeps_refusing_retries_with_backoff_then_lands_in_the_failed_registry(
+    postgres, redis_cache, project, post_events, jobs
+):
+    """An outage (here: the events table locked past lock_timeout) is not the events' fault:
+    the whole job is retried, and nothing becomes a dead letter."""
     from rq.job import Job
     from rq.registry import FailedJobRegistry
 
-    from events.queueing import RETRY, enqueue_rows
+    from events.models import DeadLetter
+    from events.queueing import RETRY
 
-    bad = [
-        [f"bad-{i}", "u", "x", "not a timestamp", "{}", None, None, None, None, "2024-01-01T00:00:00+00:00"]
-        for i in range(20)
-    ]
-    enqueue_rows(project.id, bad)
+    batch = [event(f"u{i}", ts=1704103200000 + i) for i in range(20)]
+    assert post_events(batch).json()["accepted"] == 20
     queue = ingest_queue()
     (job_id,) = queue.job_ids
-    waits = []
-    for _ in range(RETRY.max):
+    settings = postgres.settings_dict
+    holder = psycopg.connect(
+        host=settings["HOST"], port=settings["PORT"] or 5432, user=settings["USER"], dbname=settings["NAME"]
+    )
+    holder.execute("LOCK TABLE events_event IN ACCESS EXCLUSIVE MODE")
+    database = settings["NAME"]
+
+    def set_lock_timeout(value: str) -> None:  # for every pooled connection: new ones get it
+        with psycopg.connect(host=settings["HOST"], user=settings["USER"], dbname="postgres", autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{database}" SET lock_timeout = {value}')
+        postgres.close_pool()
+
+    set_lock_timeout("'100ms'")
+    try:
+        waits = []
+        for _ in range(RETRY.max):
+            jobs()
+            scheduled = ScheduledJobRegistry(queue=queue)
+            assert scheduled.get_job_ids() == [job_id]  # failed, and waiting to be retried
+            waits.append(scheduled.get_expiration_time(Job.fetch(job_id, connection=queue.connection)))
+        assert waits == sorted(waits)  # the backoff grows
         jobs()
-        scheduled = ScheduledJobRegistry(queue=queue)
-        assert scheduled.get_job_ids() == [job_id]  # failed, and waiting to be retried
-        waits.append(scheduled.get_expiration_time(Job.fetch(job_id, connection=queue.connection)))
-    assert waits == sorted(waits)  # the backoff grows
+        assert FailedJobRegistry(queue=queue).get_job_ids() == [job_id]
+    finally:
+        holder.rollback()
+        holder.close()
+        set_lock_timeout("DEFAULT")
+    assert Event.objects.count() == 0 and DeadLetter.objects.count() == 0
+    FailedJobRegistry(queue=queue).requeue(job_id)  # what an operator does once it is back
     jobs()
-    assert FailedJobRegistry(queue=queue).get_job_ids() == [job_id]
-    assert Event.objects.count() == 0
+    assert Event.objects.count() == 20
 
 
 @pytest.mark.django_db

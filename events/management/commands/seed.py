@@ -32,7 +32,7 @@ class Command(BaseCommand):
         stored = 0
         with tqdm(total=total, unit="ev", disable=options["no_progress"], desc=f"seeding {project.slug}") as bar:
             for chunk in chunked(rows, CHUNK):
-                stored += events_persist(project_id=project.id, rows=chunk, publish=False)
+                stored += events_persist(project_id=project.id, rows=chunk, publish=False).stored
                 bar.update(len(chunk))
         tables_analyze(tables=[Event, UserDay, UserDayEvent])  # the planner sees the new rows now
         self.stdout.write(
