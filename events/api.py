@@ -6,7 +6,7 @@ from analytics_platform.errors import error_body
 from events.payload import client_ip, read_json_body
 from events.queries import JourneyQuery, MetricsQuery, SummaryQuery
 from events.serializers import (
-    EventInSerializer,
+    EventsInSerializer,
     EventSummarySerializer,
     IngestResultSerializer,
 )
@@ -18,7 +18,7 @@ class EventIngestView(ProjectAPIView):
     parser_classes: list = []  # events.payload reads the body (gzip, 5 MB limit)
 
     @extend_schema(
-        request=EventInSerializer(many=True),
+        request={"application/json": EventsInSerializer},  # no parser to derive it from
         responses={
             202: IngestResultSerializer,
             400: OpenApiResponse(IngestResultSerializer, description="Every event was rejected, or bad body."),

@@ -29,3 +29,39 @@ def test_schema_endpoint_and_docs_page_are_served_without_a_cdn():
     for asset in assets:
         response = client.get(asset)
         assert response.status_code == 200, asset
+
+
+def _schema() -> dict:
+    out = StringIO()
+    call_command("spectacular", "--validate", "--fail-on-warn", stdout=out)
+    return yaml.safe_load(out.getvalue())
+
+
+def test_event_ingestion_documents_its_body_one_event_or_an_array():
+    schema = _schema()
+    body = schema["paths"]["/api/v1/events"]["post"]["requestBody"]["content"]
+    assert list(body) == ["application/json"]
+    components = schema["components"]["schemas"]
+    payload = components[body["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
+    event_ref = {"$ref": "#/components/schemas/EventInRequest"}
+    assert payload["oneOf"] == [event_ref, {"type": "array", "items": event_ref, "minItems": 1, "maxItems": 1000}]
+    event = components["EventInRequest"]
+    assert set(event["required"]) == {"userId", "eventName"}
+    fields = event["properties"]
+    assert (fields["userId"]["minLength"], fields["userId"]["maxLength"]) == (1, 255)
+    assert (fields["eventName"]["minLength"], fields["eventName"]["maxLength"]) == (1, 200)
+    assert fields["eventId"]["maxLength"] == 128
+    assert [variant["type"] for variant in fields["timestamp"]["oneOf"]] == ["string", "integer"]
+    assert fields["properties"]["type"] == "object"
+
+
+def test_funnel_ids_in_paths_are_integers_and_windows_are_bounded():
+    schema = _schema()
+    for path, operations in schema["paths"].items():
+        if path.startswith("/api/v1/funnels/{id}"):
+            for operation in operations.values():
+                (param,) = [p for p in operation["parameters"] if p["in"] == "path"]
+                assert param["schema"] == {"type": "integer"}, (path, param)
+    funnel = schema["components"]["schemas"]["FunnelRequest"]["properties"]
+    assert funnel["conversionWindow"]["maximum"] == 2147483647
+    assert schema["components"]["schemas"]["ApiKeyCreateRequest"]["properties"]["rateLimit"]["maximum"] == 2147483647
