@@ -6,16 +6,29 @@ constraint, which holds after the 24 h, after a Redis flush and between racing p
 Without Redis (the embedded default) there is no fast path: jobs run inline, so the insert
 itself says which events were new, exactly (a local-memory cache forgets entries past its
 size and would only have made the count lie).
+
+Events written while Redis was unreachable (straight to the database) have no claim: a
+resend would be claimed anew and counted as accepted. Such writes leave a mark per project
+(`DirectWrite`); for a claim's lifetime after it, ids claimed as new are also looked up in
+the events table, so `accepted` stays exact. Each process re-reads a project's mark at most
+every MARK_RECHECK_SECONDS, and at once after it saw Redis fail.
 """
 
+import time
+from datetime import timedelta
 from functools import lru_cache
 
 import structlog
+from django.db import DatabaseError
+from django.utils import timezone
 
 from analytics_platform.redis import redis_client
 
 TTL_SECONDS = 24 * 3600
+MARK_RECHECK_SECONDS = 1.0
+MARK_REFRESH = timedelta(minutes=1)
 logger = structlog.get_logger(__name__)
+_marks: dict[int, tuple[float, object]] = {}  # project id -> (read at, written_at or None)
 
 
 def _key(project_id: int, event_id: str) -> str:
@@ -29,7 +42,47 @@ def claim(project_id: int, event_ids: list[str]) -> list[bool]:
     if client is None:
         return [True] * len(event_ids)
     results = _claim_script(client)(keys=[_key(project_id, event_id) for event_id in event_ids], args=[TTL_SECONDS])
-    return [bool(ok) for ok in results]
+    claimed = [bool(ok) for ok in results]
+    if any(claimed) and _written_directly_lately(project_id):
+        known = _stored_already(project_id, [event_id for event_id, new in zip(event_ids, claimed, strict=True) if new])
+        claimed = [new and event_id not in known for event_id, new in zip(event_ids, claimed, strict=True)]
+    return claimed
+
+
+def direct_write_mark(project_id: int) -> None:
+    """Called before events are written without Redis (the database must be up: a failure
+    raises DatabaseError, as the write itself would)."""
+    from events.models import DirectWrite
+
+    now = timezone.now()
+    _marks.clear()  # Redis failed: every project's mark is read afresh once it is back
+    if not DirectWrite.objects.filter(project_id=project_id, written_at__gt=now - MARK_REFRESH).exists():
+        DirectWrite.objects.update_or_create(project_id=project_id, defaults={"written_at": now})
+
+
+def _written_directly_lately(project_id: int) -> bool:
+    from events.models import DirectWrite
+
+    read_at, written_at = _marks.get(project_id, (-MARK_RECHECK_SECONDS, None))
+    if time.monotonic() - read_at >= MARK_RECHECK_SECONDS:
+        try:
+            written_at = DirectWrite.objects.filter(project_id=project_id).values_list("written_at", flat=True).first()
+        except DatabaseError as exc:  # the count may lie; the unique constraint still holds
+            logger.warning("dedup_mark_unreadable", project_id=project_id, error=type(exc).__name__)
+            return False
+        _marks[project_id] = (time.monotonic(), written_at)
+    return written_at is not None and written_at > timezone.now() - timedelta(seconds=TTL_SECONDS)
+
+
+def _stored_already(project_id: int, event_ids: list[str]) -> set[str]:
+    from events.models import Event
+
+    try:
+        found = Event.objects.filter(project_id=project_id, event_id__in=event_ids).values_list("event_id", flat=True)
+        return set(found)
+    except DatabaseError as exc:
+        logger.warning("dedup_lookup_failed", project_id=project_id, error=type(exc).__name__)
+        return set()
 
 
 CLAIM_LUA = """

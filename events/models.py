@@ -88,3 +88,15 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"dead letter {self.pk} of project {self.project_id}"
+
+
+class DirectWrite(models.Model):
+    """When events of a project were last written straight to the database because Redis was
+    unreachable. Those events have no dedup claim in Redis, so for a claim's lifetime after
+    this, events claimed as new are also looked up in the events table (events.dedup)."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    written_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"direct write of project {self.project_id} at {self.written_at}"

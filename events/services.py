@@ -181,6 +181,7 @@ def events_ingest(*, project, payload, client_ip: str | None, user_agent: str | 
 
 def _ingest_synchronously(project_id: int, rows: list[list], indices: list[int], result: IngestResult) -> IngestResult:
     try:
+        dedup.direct_write_mark(project_id)
         outcome = events_persist(project_id=project_id, rows=rows)
     except OUTAGE_ERRORS as exc:
         logger.error("ingest_refused_redis_and_database_down", error=type(exc).__name__, events=len(rows))

@@ -209,3 +209,31 @@ def test_stored_events_are_published_once_to_the_projects_group(post_events, pro
         ("b", "page_view", {}, "s1"),
     ]
     assert [e["userId"] for e in second["events"]] == ["c"]
+
+
+@pytest.mark.django_db
+@pytest.mark.redis
+def test_events_written_while_redis_was_down_are_duplicates_once_it_is_back(
+    request, redis_url, post_events, project, jobs
+):
+    """During the outage the events go straight to the database, with no claim in Redis;
+    resent after Redis is back, they are still counted as duplicates, not accepted again."""
+    from django.test import override_settings
+
+    from events.models import DirectWrite
+
+    outage = request.getfixturevalue("unreachable_redis_cache")  # noqa: F841 (applies the settings)
+    during = [event(f"d{i}", ts=1704103200000 + i) for i in range(30)]
+    assert post_events(during).json()["accepted"] == 30
+    assert post_events(event("single-during")).json()["accepted"] == 1
+    assert DirectWrite.objects.filter(project=project).exists()
+    caches = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": redis_url, "KEY_PREFIX": "ap-test"}}
+    with override_settings(CACHES=caches, REDIS_URL=redis_url):
+        redis_client().flushdb()
+        resent = post_events([*during, event("new-after"), event("single-during")]).json()
+        assert (resent["accepted"], resent["duplicates"]) == (1, 31)
+        again = post_events(during[:5]).json()  # now claimed in Redis too
+        assert (again["accepted"], again["duplicates"]) == (0, 5)
+        jobs()
+        assert Event.objects.filter(project=project).count() == 32
+        redis_client().flushdb()
