@@ -16,7 +16,7 @@ class ApiKeyForm(forms.ModelForm):
 
     class Meta:
         model = ApiKey
-        fields = ["project", "name", "scopes", "rate_limit", "expires_at", "is_active"]
+        fields = ["project", "name", "scopes", "rate_limit", "ingest_rate_limit", "expires_at", "is_active"]
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -73,7 +73,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return ", ".join(obj.scopes)
 
     def get_fields(self, request, obj=None):
-        fields = ["project", "name", "scopes", "rate_limit", "expires_at", "is_active"]
+        fields = ["project", "name", "scopes", "rate_limit", "ingest_rate_limit", "expires_at", "is_active"]
         return fields if obj is None else ["prefix", *fields, "last_used_at", "created_at"]
 
     def save_model(self, request, obj, form, change):

@@ -67,7 +67,14 @@ class ApiKey(models.Model):
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     scopes = models.JSONField(default=list)
     rate_limit = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Requests per rate-limit window; empty = the server default."
+        null=True,
+        blank=True,
+        help_text="Read and admin requests per rate-limit window; empty = the server default.",
+    )
+    ingest_rate_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Event posts per second (bursts of twice that); empty = INGEST_RATE_LIMIT_PER_SECOND.",
     )
     is_active = models.BooleanField(default=True)
     expires_at = models.DateTimeField(null=True, blank=True)

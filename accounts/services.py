@@ -12,6 +12,7 @@ from accounts.selectors import api_key_cache_key, api_key_cache_put
 from analytics_platform.errors import InvalidInput
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+MAX_RATE_LIMIT = 2_147_483_647  # what the column holds
 logger = structlog.get_logger(__name__)
 
 
@@ -81,15 +82,26 @@ def api_key_create(
     name: str,
     scopes: list[str],
     rate_limit: int | None = None,
+    ingest_rate_limit: int | None = None,
     expires_at: datetime | None = None,
     plaintext: str | None = None,
 ) -> tuple[ApiKey, str]:
     """Creates a key and returns it with its plaintext, which is not stored anywhere.
     `plaintext` lets operators install a known key (the demo key); otherwise one is generated."""
     scopes = scopes_parse(scopes)
-    if rate_limit is not None and rate_limit < 1:
-        raise InvalidInput("The rate limit must be a positive number of requests.", details={"rateLimit": rate_limit})
-    api_key = ApiKey(project=project, name=name, scopes=scopes, rate_limit=rate_limit, expires_at=expires_at)
+    for field, value in (("rateLimit", rate_limit), ("ingestRateLimit", ingest_rate_limit)):
+        if value is not None and not 1 <= value <= MAX_RATE_LIMIT:
+            raise InvalidInput(
+                f"The rate limit must be a whole number from 1 to {MAX_RATE_LIMIT}.", details={field: value}
+            )
+    api_key = ApiKey(
+        project=project,
+        name=name,
+        scopes=scopes,
+        rate_limit=rate_limit,
+        ingest_rate_limit=ingest_rate_limit,
+        expires_at=expires_at,
+    )
     plaintext = api_key_issue(api_key=api_key, plaintext=plaintext)
     return api_key, plaintext
 

@@ -89,6 +89,8 @@ DATA_DIR = Path(os.environ.get("DATA_DIR", BASE_DIR))
 # Product settings (names as in the seed service's README).
 RATE_LIMIT_WINDOW_MS = env_int("RATE_LIMIT_WINDOW_MS", 900_000)
 RATE_LIMIT_MAX_REQUESTS = env_int("RATE_LIMIT_MAX_REQUESTS", 100)
+# POST /events: a token bucket per key, this many requests per second, bursts of twice that.
+INGEST_RATE_LIMIT_PER_SECOND = env_int("INGEST_RATE_LIMIT_PER_SECOND", 1000)
 EVENT_BATCH_SIZE = env_int("EVENT_BATCH_SIZE", 1000)
 EVENT_BUFFER_TIMEOUT_MS = env_int("EVENT_BUFFER_TIMEOUT_MS", 5000)
 CACHE_TTL_SECONDS = env_int("CACHE_TTL_SECONDS", 300)
@@ -167,6 +169,11 @@ if DATABASE_URL:
         # connections would pile up; a per-process pool hands them back after each request.
         options = DATABASES["default"].setdefault("OPTIONS", {})
         options["pool"] = {"min_size": 1, "max_size": env_int("DATABASE_POOL_SIZE", 10), "timeout": 10}
+        # The pool checks a connection before handing it out, so the first requests after a
+        # database restart get fresh connections, not 503s. Django 5.2 passes the pool
+        # check=ConnectionPool.check_connection itself when this is on (a "check" among the
+        # pool options would be a duplicate keyword argument).
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
         # JIT compilation cost ~170 ms per analytics query here and saved nothing; the
         # analytics' hash aggregates spill to disk at the default 4 MB of work_mem.
         options.setdefault("options", f"-c jit=off -c work_mem={env_int('DATABASE_WORK_MEM_MB', 64)}MB")
@@ -237,7 +244,9 @@ RQ_QUEUES = {
 RQ_SHOW_ADMIN_LINK = bool(REDIS_URL)
 # Jobs run in the worker process itself, not a fork per job: a persist job is ~20 ms of
 # work, and a fork plus fresh database and Redis connections cost ten times that.
-RQ = {"WORKER_CLASS": "rq.worker.SimpleWorker"}
+# events.worker.RecoveringWorker is a SimpleWorker that notices dead workers and Redis
+# restarts in seconds (RQ alone: at its 10-minute maintenance).
+RQ = {"WORKER_CLASS": "events.worker.RecoveringWorker"}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
