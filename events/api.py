@@ -8,6 +8,7 @@ from events.queries import JourneyQuery, MetricsQuery, SummaryQuery
 from events.serializers import (
     EventsInSerializer,
     EventSummarySerializer,
+    IngestErrorSerializer,
     IngestResultSerializer,
 )
 from events.services import events_ingest
@@ -21,7 +22,7 @@ class EventIngestView(ProjectAPIView):
         request={"application/json": EventsInSerializer},  # no parser to derive it from
         responses={
             202: IngestResultSerializer,
-            400: OpenApiResponse(IngestResultSerializer, description="Every event was rejected, or bad body."),
+            400: OpenApiResponse(IngestErrorSerializer, description="Every event was rejected, or a bad body."),
             413: OpenApiResponse(description="Body over 5 MB or more than EVENT_BATCH_SIZE events."),
             415: OpenApiResponse(description="Not JSON."),
             503: OpenApiResponse(description="Neither Redis nor the database can take events."),

@@ -66,6 +66,22 @@ class IngestResultSerializer(serializers.Serializer):
     rejected = RejectedEventSerializer(many=True)
 
 
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.JSONField(allow_null=True)
+
+
+class IngestErrorSerializer(serializers.Serializer):
+    """A 400 from POST /events: the error, plus the ingest body when the events could be
+    read and every one was rejected (code all_events_rejected)."""
+
+    error = ErrorDetailSerializer()
+    accepted = serializers.IntegerField(required=False)
+    duplicates = serializers.IntegerField(required=False)
+    rejected = RejectedEventSerializer(many=True, required=False)
+
+
 class TopEventSerializer(serializers.Serializer):
     eventName = serializers.CharField()
     count = serializers.IntegerField()

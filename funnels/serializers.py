@@ -8,6 +8,7 @@ fit a BIGINT, windows that fit the INTEGER column, and few enough filters that a
 statement stays well under the databases' parameter limits.
 """
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from funnels.models import DEFAULT_CONVERSION_WINDOW, Funnel
@@ -119,8 +120,55 @@ def validate_steps(steps) -> list[dict]:
     return clean
 
 
+# A filter is a value (JSON equality) or {"op": one of OPS, "value": ...}; documented with
+# scalar values and lists of them (the common cases), no "any value" schema: nested inside
+# the steps, those make schema-driven generators recurse past what Python 3.11 parses.
+SCALARS = [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]
+FILTER_SCHEMA = {
+    "description": f'A value (JSON equality), or {{"op": {"|".join(OPS)}, "value": ...}}',
+    "oneOf": [
+        *SCALARS,
+        {
+            "type": "object",
+            "properties": {
+                "op": {"type": "string", "enum": list(OPS)},
+                "value": {"oneOf": [*SCALARS, {"type": "array", "items": {"oneOf": SCALARS}}]},
+            },
+            "required": ["op"],
+            "additionalProperties": False,
+        },
+    ],
+}
+STEP_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "eventName": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
+        "filters": {
+            "type": "object",
+            "maxProperties": MAX_FILTERS,
+            "additionalProperties": FILTER_SCHEMA,
+            "description": "property → value or {op, value}",
+        },
+        "timeWindow": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_WINDOW,
+            "nullable": True,
+            "description": "Most seconds since the previous step (not on the first step).",
+        },
+    },
+    "required": ["eventName"],
+    "additionalProperties": False,
+}
+
+
+@extend_schema_field({"type": "array", "items": STEP_SCHEMA, "minItems": MIN_STEPS, "maxItems": MAX_STEPS})
+class StepsField(serializers.JSONField):
+    """The steps, validated by validate_steps (its schema, for the documentation)."""
+
+
 class FunnelSerializer(serializers.ModelSerializer):
-    steps = serializers.JSONField()
+    steps = StepsField()
     conversionWindow = serializers.IntegerField(
         source="conversion_window",
         min_value=1,

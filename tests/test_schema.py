@@ -64,4 +64,16 @@ def test_funnel_ids_in_paths_are_integers_and_windows_are_bounded():
                 assert param["schema"] == {"type": "integer"}, (path, param)
     funnel = schema["components"]["schemas"]["FunnelRequest"]["properties"]
     assert funnel["conversionWindow"]["maximum"] == 2147483647
+    steps = funnel["steps"]
+    assert (steps["type"], steps["minItems"], steps["maxItems"]) == ("array", 2, 20)
+    assert steps["items"]["required"] == ["eventName"]
+    assert steps["items"]["properties"]["timeWindow"]["maximum"] == 2147483647
     assert schema["components"]["schemas"]["ApiKeyCreateRequest"]["properties"]["rateLimit"]["maximum"] == 2147483647
+
+
+def test_an_ingestion_400_is_documented_as_the_error_shape_with_the_ingest_body_optional():
+    schema = _schema()
+    response = schema["paths"]["/api/v1/events"]["post"]["responses"]["400"]["content"]["application/json"]
+    body = schema["components"]["schemas"][response["schema"]["$ref"].rsplit("/", 1)[1]]
+    assert body["required"] == ["error"]
+    assert {"accepted", "duplicates", "rejected", "error"} == set(body["properties"])
