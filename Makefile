@@ -8,7 +8,7 @@ PORT ?= 8000
 # (bench/README.md, live.py); a proxy in front may still compress.
 UVICORN_FLAGS ?= --ws-per-message-deflate false
 
-.PHONY: run test lint bench worker serve setup venv clean seed
+.PHONY: run test lint fuzz bench worker serve setup venv clean seed
 
 venv: $(VENV)/.installed
 
@@ -43,6 +43,11 @@ lint: venv
 	$(BIN)/ruff format --check .
 	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
 	DEBUG=1 $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
+
+# The API fuzzed from its own OpenAPI schema (schemathesis) on a throwaway embedded server:
+# any 5xx fails. About a minute; FUZZ_EXAMPLES, FUZZ_SECONDS and FUZZ_SEED tune it (.ci/fuzz).
+fuzz: venv
+	bash .ci/fuzz
 
 bench: venv
 	@set -e; scripts=$$(ls bench/*.py 2>/dev/null || true); \
