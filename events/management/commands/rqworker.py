@@ -1,5 +1,7 @@
 """django-rq's `rqworker`, always with RQ's scheduler: the ingest buffer's timed drains are
-scheduled jobs, so a worker started as API.md says (`manage.py rqworker`) must run them."""
+scheduled jobs, so a worker started as API.md says (`manage.py rqworker`) must run them.
+The worker class comes from settings.RQ (events.worker.RecoveringWorker: dead workers and
+Redis restarts are noticed in seconds, see that module)."""
 
 from django_rq.management.commands.rqworker import Command as RQWorkerCommand
 
