@@ -32,12 +32,24 @@ def duration(seconds: int | None) -> str:
     return " ".join(parts[:2])
 
 
+STEP_KEYS = ("eventName", "filters", "timeWindow")
+
+
+def _in_reading_order(step):
+    """A step's keys as they are written (PostgreSQL's jsonb hands them back reordered)."""
+    if not isinstance(step, dict):
+        return step
+    return {**{key: step[key] for key in STEP_KEYS if key in step}, **step}
+
+
 class StepsField(forms.JSONField):
     """Steps shown indented, one key per line, so a funnel reads (and diffs) as a list."""
 
     def prepare_value(self, value):
         if isinstance(value, forms.fields.InvalidJSONInput):
             return value
+        if isinstance(value, list):
+            value = [_in_reading_order(step) for step in value]
         try:
             return json.dumps(value, indent=2, ensure_ascii=False)
         except (TypeError, ValueError):
