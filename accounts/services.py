@@ -2,7 +2,7 @@ from datetime import datetime, timedelta
 
 import structlog
 from django.core.cache import cache
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -125,9 +125,13 @@ def api_key_set_active(*, api_key: ApiKey, is_active: bool) -> ApiKey:
 
 
 def api_key_touch(*, api_key: ApiKey, now: datetime | None = None) -> None:
-    """Records use, writing at most once a minute per key to keep the hot path read-only."""
+    """Records use, writing at most once a minute per key to keep the hot path read-only.
+    Best effort: with the database down, events still go to the queue."""
     now = now or timezone.now()
     if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        try:
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        except DatabaseError as exc:
+            logger.warning("api_key_touch_failed", api_key_id=api_key.pk, error=type(exc).__name__)
         api_key.last_used_at = now
         api_key_cache_put(api_key)  # the cached copy carries the new time

@@ -12,6 +12,7 @@ BENCH_EXPLAIN=1 to print EXPLAIN (ANALYZE, BUFFERS) of each query's SQL.
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -37,7 +38,7 @@ def env_for(db: str) -> dict:
         **os.environ,
         "DATABASE_URL": database_url(db),
         "REDIS_URL": REDIS_URL,
-        "SECRET_KEY": "bench",
+        "SECRET_KEY": secrets.token_urlsafe(50),
         "LOG_LEVEL": "WARNING",
         "DJANGO_SETTINGS_MODULE": "analytics_platform.settings",
     }

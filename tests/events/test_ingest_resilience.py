@@ -128,6 +128,20 @@ def test_a_drain_killed_midway_is_finished_by_its_retry(redis_cache, post_events
     assert not list(client.scan_iter(f"{BUFFER_KEY}*"))
 
 
+def lock_timeout_setter(postgres):
+    """Sets lock_timeout for every new connection to the test database and empties the pool,
+    so the app's next connections (whichever thread or job takes them) have it."""
+    settings = postgres.settings_dict
+
+    def set_lock_timeout(value: str) -> None:
+        with psycopg.connect(host=settings["HOST"], user=settings["USER"], dbname="postgres", autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{settings["NAME"]}" SET lock_timeout = {value}')
+        postgres.close()  # this thread's own connection too
+        postgres.close_pool()
+
+    return set_lock_timeout
+
+
 @pytest.mark.redis
 def test_a_job_the_database_keeps_refusing_retries_with_backoff_then_lands_in_the_failed_registry(
     postgres, redis_cache, project, post_events, jobs
@@ -149,13 +163,7 @@ def test_a_job_the_database_keeps_refusing_retries_with_backoff_then_lands_in_th
         host=settings["HOST"], port=settings["PORT"] or 5432, user=settings["USER"], dbname=settings["NAME"]
     )
     holder.execute("LOCK TABLE events_event IN ACCESS EXCLUSIVE MODE")
-    database = settings["NAME"]
-
-    def set_lock_timeout(value: str) -> None:  # for every pooled connection: new ones get it
-        with psycopg.connect(host=settings["HOST"], user=settings["USER"], dbname="postgres", autocommit=True) as admin:
-            admin.execute(f'ALTER DATABASE "{database}" SET lock_timeout = {value}')
-        postgres.close_pool()
-
+    set_lock_timeout = lock_timeout_setter(postgres)
     set_lock_timeout("'100ms'")
     try:
         waits = []
@@ -237,3 +245,31 @@ def test_events_written_while_redis_was_down_are_duplicates_once_it_is_back(
         jobs()
         assert Event.objects.filter(project=project).count() == 32
         redis_client().flushdb()
+
+
+@pytest.mark.redis
+def test_events_are_queued_while_the_database_cannot_record_a_keys_use(postgres, redis_cache, project, make_key, jobs):
+    """Recording when a key was last used is a write to the database; when that write
+    fails, ingestion (which only needs Redis) still answers 202."""
+    from accounts.models import ApiKey
+
+    key = make_key(project, scopes=["ingest"])
+    settings = postgres.settings_dict
+    holder = psycopg.connect(
+        host=settings["HOST"], port=settings["PORT"] or 5432, user=settings["USER"], dbname=settings["NAME"]
+    )
+    holder.execute("LOCK TABLE accounts_apikey IN EXCLUSIVE MODE")  # reads pass, the UPDATE waits
+    set_lock_timeout = lock_timeout_setter(postgres)
+    set_lock_timeout("'100ms'")
+    try:
+        response = Client().post(
+            "/api/v1/events", event("u1"), content_type="application/json", headers={"X-API-Key": key}
+        )
+    finally:
+        holder.rollback()
+        holder.close()
+        set_lock_timeout("DEFAULT")
+    assert response.status_code == 202, response.content
+    assert ApiKey.objects.get(project=project).last_used_at is None  # the write did fail
+    jobs()
+    assert Event.objects.filter(project=project).count() == 1

@@ -56,6 +56,7 @@ def stack(postgres, redis_url, tmp_path):
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LIVE_STATS_SECONDS": "1",
         "EVENT_BUFFER_TIMEOUT_MS": "100",
+        "DEPLOYMENT_NAME": "live-test",  # the channel layer's prefix this test publishes under
         "LOG_LEVEL": "WARNING",
     }
     ports = [free_port(), free_port()]
@@ -168,7 +169,7 @@ def test_a_socket_that_stops_reading_is_told_what_it_lost(stack, project, make_k
         f"ws://127.0.0.1:{stack[1]}/ws/events?apiKey={read}", sock=small, max_size=None, ping_interval=None
     ) as ws:
         receive(ws, "subscribed")
-        layer = RedisChannelLayer(hosts=[redis_url], prefix="ap:channels")  # as the servers' settings say
+        layer = RedisChannelLayer(hosts=[redis_url], prefix="ap:live-test:channels")  # as the servers' settings say
         padding = "x" * 5_000  # ~15 MB in all: more than the socket buffers hold
         sent = 0
         for batch in range(60):
