@@ -165,6 +165,7 @@ TEMPLATES = [
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"]["ENGINE"] = "analytics_platform.postgresql"  # the pool survives restarts
         # Under ASGI every request may run on a thread of its own, so persistent per-thread
         # connections would pile up; a per-process pool hands them back after each request.
         options = DATABASES["default"].setdefault("OPTIONS", {})
@@ -196,7 +197,7 @@ def database_identity(database: dict) -> str:
     user, password or options, which change without the data changing)."""
     if database["ENGINE"] == "django.db.backends.sqlite3":
         return f"sqlite:{Path(database['NAME']).resolve()}"
-    port = database.get("PORT") or (5432 if database["ENGINE"] == "django.db.backends.postgresql" else "")
+    port = database.get("PORT") or (5432 if database["ENGINE"].endswith("postgresql") else "")
     return f"{database['ENGINE']}:{str(database.get('HOST') or '').lower()}:{port}/{database['NAME']}"
 
 

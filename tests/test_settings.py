@@ -47,7 +47,7 @@ def test_urls_switch_to_postgres_and_redis():
         CACHE_TTL_SECONDS="9",
         ALLOWED_HOSTS="a.example, b.example",
     )
-    assert mode["db"] == "django.db.backends.postgresql"
+    assert mode["db"] == "analytics_platform.postgresql"  # Django's backend, its pool made restart-proof
     assert mode["cache"] == "django_redis.cache.RedisCache"
     assert mode["layer"] == "channels_redis.core.RedisChannelLayer"
     assert mode["rq_async"] is True
