@@ -3,6 +3,7 @@ from rest_framework import mixins
 from rest_framework.response import Response
 
 from accounts.models import ApiKey
+from accounts.selectors import api_key_get
 from accounts.serializers import ApiKeyCreatedSerializer, ApiKeyCreateSerializer, ApiKeySerializer, ProjectSerializer
 from accounts.services import api_key_create, api_key_set_active
 from analytics_platform.api import ProjectAPIView
@@ -36,6 +37,7 @@ class ApiKeyListView(mixins.ListModelMixin, ProjectAPIView):
             name=data["name"],
             scopes=data["scopes"],
             rate_limit=data.get("rateLimit"),
+            ingest_rate_limit=data.get("ingestRateLimit"),
             expires_at=data.get("expiresAt"),
         )
         return Response({**ApiKeySerializer(api_key).data, "key": plaintext}, status=201)
@@ -45,6 +47,9 @@ class ApiKeyDetailView(mixins.RetrieveModelMixin, ProjectAPIView):
     required_scope = "admin"
     queryset = ApiKey.objects.all()
     serializer_class = ApiKeySerializer
+
+    def get_object(self):
+        return api_key_get(project=self.project, key_id=self.kwargs["pk"])
 
     def get(self, request, pk):
         return self.retrieve(request)

@@ -7,6 +7,8 @@ from django.core.cache import cache
 
 from accounts.keys import hash_key, is_well_formed, key_matches, key_prefix
 from accounts.models import ApiKey
+from analytics_platform.errors import NotFound
+from analytics_platform.ids import object_id
 
 AUTH_CACHE_SECONDS = 60
 logger = structlog.get_logger(__name__)
@@ -41,3 +43,13 @@ def api_key_cache_put(api_key: ApiKey) -> None:
         cache.set(api_key_cache_key(api_key.key_hash), api_key, AUTH_CACHE_SECONDS)
     except Exception as exc:  # only a cache: the next request reads the database again
         logger.warning("api_key_cache_put_failed", error=type(exc).__name__)
+
+
+def api_key_get(*, project, key_id) -> ApiKey:
+    """The project's key `key_id` (an int or its decimal text); NotFound, with one message,
+    for an unknown id, another project's, or anything that is not an id."""
+    pk = object_id(key_id)
+    api_key = None if pk is None else ApiKey.objects.filter(project=project, pk=pk).first()
+    if api_key is None:
+        raise NotFound("API key not found.", details={"keyId": str(key_id)[:50]})
+    return api_key

@@ -1,8 +1,7 @@
 from rest_framework import serializers
 
 from accounts.models import ApiKey, Project, Scope
-
-MAX_RATE_LIMIT = 2**31 - 1  # the most ApiKey.rate_limit (a PositiveIntegerField) holds on every database
+from accounts.services import MAX_RATE_LIMIT
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -15,6 +14,7 @@ class ProjectSerializer(serializers.ModelSerializer):
 
 class ApiKeySerializer(serializers.ModelSerializer):
     rateLimit = serializers.IntegerField(source="rate_limit", read_only=True, allow_null=True)
+    ingestRateLimit = serializers.IntegerField(source="ingest_rate_limit", read_only=True, allow_null=True)
     isActive = serializers.BooleanField(source="is_active", read_only=True)
     expiresAt = serializers.DateTimeField(source="expires_at", read_only=True, allow_null=True)
     lastUsedAt = serializers.DateTimeField(source="last_used_at", read_only=True, allow_null=True)
@@ -23,13 +23,29 @@ class ApiKeySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "prefix", "scopes", "rateLimit", "isActive", "expiresAt", "lastUsedAt", "createdAt"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "scopes",
+            "rateLimit",
+            "ingestRateLimit",
+            "isActive",
+            "expiresAt",
+            "lastUsedAt",
+            "createdAt",
+        ]
 
 
 class ApiKeyCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=Scope.choices), min_length=1)
-    rateLimit = serializers.IntegerField(min_value=1, max_value=MAX_RATE_LIMIT, required=False, allow_null=True)
+    rateLimit = serializers.IntegerField(
+        min_value=1, max_value=MAX_RATE_LIMIT, required=False, allow_null=True, help_text="reads per window"
+    )
+    ingestRateLimit = serializers.IntegerField(
+        min_value=1, max_value=MAX_RATE_LIMIT, required=False, allow_null=True, help_text="event posts per second"
+    )
     expiresAt = serializers.DateTimeField(required=False, allow_null=True)
 
 

@@ -5,7 +5,6 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
 from rest_framework.exceptions import NotFound
 
-import analytics_platform.converters  # noqa: F401  (registers the <id:> converter)
 from analytics_platform.health import HealthView
 
 handler400 = "analytics_platform.errors.handler400"

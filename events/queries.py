@@ -6,8 +6,9 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Max, Min, Q
 
 from analytics_platform.buckets import bucket_bounds, local_iso, parse_interval
-from analytics_platform.dates import iso_utc, parse_range
+from analytics_platform.dates import FIRST_DAY, LAST_DAY, iso_utc, parse_range
 from analytics_platform.errors import InvalidInput, NotFound
+from analytics_platform.ids import object_id
 from analytics_platform.queries import QueryRunner, cursor_decode, cursor_encode, event_name_param, whole_param
 from analytics_platform.sql import EVENTS, activity_by_bucket, as_datetime, fetch_all, ts
 from events.models import Event
@@ -122,11 +123,16 @@ def encode_cursor(moment: datetime, pk: int) -> str:
 
 
 def decode_cursor(raw: str) -> tuple[str, int]:
+    """(timestamp, id) of a cursor from encode_cursor; 400 for anything else, a crafted one
+    with a timestamp no event can have or an id past BIGINT included."""
     text = cursor_decode(raw)
     try:
-        moment, pk = text.rsplit("|", 1)
-        datetime.fromisoformat(moment)
-        return moment, int(pk)
+        moment, pk_text = text.rsplit("|", 1)
+        parsed = datetime.fromisoformat(moment)
+        pk = object_id(pk_text)
+        if parsed.tzinfo is None or pk is None or not FIRST_DAY <= parsed.date() <= LAST_DAY:
+            raise ValueError(moment)
+        return moment, pk
     except ValueError:
         raise InvalidInput("cursor is not one this API returned.", details={"cursor": raw[:100]}) from None
 

@@ -11,6 +11,7 @@ statement stays well under the databases' parameter limits.
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from events.validation import storable_text_problem
 from funnels.models import DEFAULT_CONVERSION_WINDOW, Funnel
 
 OPS = ("eq", "neq", "gt", "gte", "lt", "lte", "contains", "in", "exists")
@@ -25,20 +26,10 @@ def _is_window(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WINDOW
 
 
-def _text_problem(text: str) -> str | None:
-    if "\x00" in text:
-        return "must not contain NUL characters"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "must not contain lone surrogates (invalid Unicode)"
-    return None
-
-
 def _value_problem(value) -> str | None:
     """What makes a filter value (any JSON) unusable: bad text, or an integer past BIGINT."""
     if isinstance(value, str):
-        return _text_problem(value)
+        return storable_text_problem(value)
     if isinstance(value, int) and not isinstance(value, bool) and not -MAX_WHOLE <= value <= MAX_WHOLE:
         return f"whole numbers must be within ±{MAX_WHOLE} (write larger ones as decimals)"
     if isinstance(value, list):
@@ -89,7 +80,7 @@ def validate_steps(steps) -> list[dict]:
         name = step.get("eventName")
         if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME:
             errors[f"{where}.eventName"] = [f"is required: a string of 1 to {MAX_NAME} characters"]
-        elif problem := _text_problem(name):
+        elif problem := storable_text_problem(name):
             errors[f"{where}.eventName"] = [problem]
         filters = step.get("filters") or {}
         if not isinstance(filters, dict):
@@ -99,7 +90,7 @@ def validate_steps(steps) -> list[dict]:
             errors[f"{where}.filters"] = [f"at most {MAX_FILTERS} properties per step"]
             filters = {}
         for prop, spec in filters.items():
-            if not 1 <= len(prop) <= MAX_NAME or _text_problem(prop):
+            if not 1 <= len(prop) <= MAX_NAME or storable_text_problem(prop):
                 errors[f"{where}.filters"] = [
                     f"property names are 1 to {MAX_NAME} characters, without NUL or lone surrogates"
                 ]

@@ -155,9 +155,23 @@ def test_another_projects_funnel_is_the_same_404(other_project, make_key, client
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("path", ["/api/v1/keys/99999999999999999999999", "/api/v1/keys/9223372036854775807"])
-def test_key_ids_past_bigint_are_404(api, path):
-    assert_error(api.get(path), 404, "not_found")
+@pytest.mark.parametrize("key_id", ["99999999999999999999999", "9223372036854775807", "abc", "0", "-1", "1.0", "12345"])
+@pytest.mark.parametrize("method", ["get", "delete"])
+def test_a_missing_key_is_one_404_whatever_the_id(api, key_id, method):
+    response = getattr(api, method)(f"/api/v1/keys/{key_id}")
+    assert assert_error(response, 404, "not_found")["message"] == "API key not found."
+
+
+@pytest.mark.django_db
+def test_another_projects_key_is_the_same_404(api, other_project, make_key, client_for):
+    from accounts.models import ApiKey
+
+    make_key(other_project, name="theirs")
+    theirs = ApiKey.objects.get(name="theirs")
+    assert assert_error(api.get(f"/api/v1/keys/{theirs.pk}"), 404)["message"] == "API key not found."
+    assert assert_error(api.delete(f"/api/v1/keys/{theirs.pk}"), 404)["message"] == "API key not found."
+    theirs.refresh_from_db()
+    assert theirs.is_active
 
 
 @pytest.mark.django_db

@@ -151,3 +151,21 @@ def test_revoke_over_api(api, project, make_key, client_for):
     assert api.delete(f"/api/v1/keys/{victim_id}").status_code == 204
     assert_error(client_for(victim).get("/api/v1/project"), 401)
     assert api.get(f"/api/v1/keys/{victim_id}").json()["isActive"] is False
+
+
+@pytest.mark.django_db
+def test_a_key_gets_its_own_ingest_limit_through_the_api(api, project):
+    from accounts.models import ApiKey
+
+    created = api.post(
+        "/api/v1/keys", {"name": "web", "scopes": ["ingest"], "ingestRateLimit": 50, "rateLimit": 7}, format="json"
+    )
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert (body["ingestRateLimit"], body["rateLimit"]) == (50, 7)
+    assert ApiKey.objects.get(pk=body["id"]).ingest_rate_limit == 50
+    assert api.get(f"/api/v1/keys/{body['id']}").json()["ingestRateLimit"] == 50
+    for bad in (0, -1, 2**31, "many", 1.5):
+        refused = api.post("/api/v1/keys", {"name": "x", "scopes": ["ingest"], "ingestRateLimit": bad}, format="json")
+        assert refused.status_code == 400 and "ingestRateLimit" in refused.json()["error"]["details"]
+    assert ApiKey.objects.filter(name="x").count() == 0

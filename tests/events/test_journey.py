@@ -3,6 +3,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from analytics_platform.queries import cursor_encode
 from events.queries import JourneyQuery
 from tests import reference
 from tests.helpers import assert_error, store_events
@@ -70,6 +71,14 @@ def test_limits(project, make_key, client_for):
     for bad in ["0", "-3", "many"]:
         assert_error(client.get(f"/api/v1/users/u/journey?limit={bad}"), 400, "invalid_input")
     assert_error(client.get("/api/v1/users/u/journey?cursor=%%%garbage"), 400, "invalid_input")
+    crafted_cursors = [
+        "0001-01-01T00:00:00+14:00|1",
+        "9999-12-31T23:59:59-14:00|1",
+        "2024-01-01T00:00:00+00:00|99999999999999999999",
+        "2024-01-01T00:00:00|1",
+    ]
+    for crafted in crafted_cursors:
+        assert_error(client.get(f"/api/v1/users/u/journey?cursor={cursor_encode(crafted)}"), 400, "invalid_input")
 
 
 def test_unknown_user_is_404_and_other_projects_users_are_unknown(project, other_project, make_key, client_for):
