@@ -5,7 +5,7 @@ from tests.helpers import assert_error
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("path", ["/api/nope", "/api/v1/nope", "/api/v1/keys/0", "/api/", "/api/v2/events"])
+@pytest.mark.parametrize("path", ["/api/nope", "/api/v1/nope", "/api/v1/keys/1/more", "/api/", "/api/v2/events"])
 @pytest.mark.parametrize("method", ["get", "post", "delete"])
 def test_unknown_api_paths_are_404_in_the_error_shape(api, path, method):
     assert_error(getattr(api, method)(path), 404, "not_found")
