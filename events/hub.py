@@ -36,6 +36,7 @@ class _Subscription:
 class Hub:
     def __init__(self):
         self.subscriptions: dict[int, _Subscription] = defaultdict(_Subscription)
+        self.closing: set[asyncio.Task] = set()  # pumps cancelled, still unsubscribing
 
     async def join(self, project_id: int, socket) -> None:
         """Returns once events stored from now on will reach `socket.deliver`."""
@@ -52,7 +53,15 @@ class Hub:
         subscription.sockets.discard(socket)
         if not subscription.sockets:
             subscription.task.cancel()
+            self.closing.add(subscription.task)
+            subscription.task.add_done_callback(self.closing.discard)
             del self.subscriptions[project_id]
+
+    async def wound_down(self) -> None:
+        """Returns once every pump that was told to stop has unsubscribed. A server's loop
+        runs on; a loop that is about to close (a test's) must wait for this, or the layer
+        is left mid-receive and refuses the next loop ("two event loops ... at once")."""
+        await asyncio.gather(*self.closing, return_exceptions=True)
 
     async def _pump(self, project_id: int, subscription: _Subscription) -> None:
         layer, group = get_channel_layer(), project_group(project_id)

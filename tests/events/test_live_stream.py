@@ -16,6 +16,7 @@ from channels.testing import WebsocketCommunicator
 from accounts.selectors import api_key_get_by_plaintext
 from accounts.services import api_key_set_active
 from analytics_platform.asgi import application
+from events.hub import hub
 from events.live import listening, project_group
 from events.livestats import live_count, live_stats
 from tests.helpers import store_events
@@ -25,7 +26,11 @@ T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
 
 
 def run(coroutine_function):
-    return async_to_sync(coroutine_function)()
+    async def then_wind_down():
+        await coroutine_function()
+        await hub().wound_down()
+
+    return async_to_sync(then_wind_down)()
 
 
 async def opened(path: str, key: str | None = None, **headers):
