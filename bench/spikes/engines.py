@@ -18,7 +18,8 @@ DuckDB: every step-1 event is an attempt; an ASOF join finds the earliest step-2
 order, as tests/reference.py does), then the earliest step-3 after that, and so on; a step past
 t1 + window does not count. Greedy "earliest next" is exactly our rule in ordered mode without
 per-step timeWindows. Per user the furthest attempt wins, the earliest among equals.
-chDB: windowFunnel(window)(µs timestamp, conditions...) per user (counts only, no timings).
+chDB: windowFunnel(window)(µs timestamp, conditions...) per user (counts only, no timings);
+"chdb-sql" is the DuckDB SQL's ASOF chain written for ClickHouse (the full answer).
 """
 
 import argparse
@@ -169,6 +170,66 @@ def chdb_answer(sess, data: str) -> dict:
     return {"steps": [{"step": k + 1, "users": users[k]} for k in range(len(STEPS))]}
 
 
+def chdb_full_sql(data: str) -> str:
+    """The DuckDB SQL's rules in ClickHouse: the same ASOF chain (join_use_nulls, so a missed
+    step is NULL), argMin over (-level, k1) for the winner; quantileExactInclusive(0.5) is the
+    median that averages the two middle values (medianExact does not)."""
+    names = ",".join(f"'{s}'" for s in STEPS)
+    steps, prev = [], "a1"
+    for n in range(2, len(STEPS) + 1):
+        inside = f"s.ts <= a.t1 + INTERVAL {WINDOW} SECOND"
+        steps.append(f"""
+        a{n} AS (
+            SELECT a.*, if({inside}, s.ts, NULL) AS t{n}, if({inside}, s.k, NULL) AS k{n}
+            FROM {prev} AS a ASOF LEFT JOIN (SELECT user_id, ts, k FROM ev WHERE event_name = '{STEPS[n - 1]}') AS s
+              ON a.user_id = s.user_id AND s.k > a.k{n - 1}
+        )""")
+        prev = f"a{n}"
+    level = " + ".join(["1"] + [f"(t{n} IS NOT NULL)" for n in range(2, len(STEPS) + 1)])
+    times = ", ".join(f"t{n}" for n in range(1, len(STEPS) + 1))
+    aggs = ["count() AS u1"]
+    for n in range(2, len(STEPS) + 1):
+        later, earlier = f"assumeNotNull(best.{n})", f"assumeNotNull(best.{n - 1})"
+        gap = f"(toUnixTimestamp64Micro({later}) - toUnixTimestamp64Micro({earlier})) / 1e6"
+        aggs += [
+            f"countIf(level >= {n}) AS u{n}",
+            f"avgIf({gap}, level >= {n}) AS avg{n}",
+            f"quantileExactInclusiveIf(0.5)({gap}, level >= {n}) AS med{n}",
+        ]
+    return f"""
+    WITH ev AS (
+        SELECT user_id, event_name, timestamp AS ts,
+               toInt128(toUnixTimestamp64Micro(timestamp)) * 100000000 + id AS k
+        FROM file('{glob(data)}', Parquet)
+        WHERE timestamp >= toDateTime64('{START}', 6, 'UTC')
+          AND timestamp <= toDateTime64('{END_PLUS_WINDOW}', 6, 'UTC')
+          AND event_name IN ({names})
+    ),
+    a1 AS (
+        SELECT user_id, ts AS t1, k AS k1 FROM ev
+        WHERE event_name = '{STEPS[0]}' AND ts < toDateTime64('{END}', 6, 'UTC')
+    ),{",".join(steps)},
+    w AS (
+        SELECT user_id, argMin(tuple({times}), tuple(-lvl, k1)) AS best, max(lvl) AS level
+        FROM (SELECT *, {level} AS lvl FROM {prev}) GROUP BY user_id
+    )
+    SELECT {", ".join(aggs)} FROM w
+    SETTINGS max_threads = {THREADS}, max_memory_usage = 4000000000, join_use_nulls = 1
+    """
+
+
+def chdb_full_answer(sess, data: str) -> dict:
+    result = json.loads(sess.query(chdb_full_sql(data), "JSONCompact").bytes())
+    cols = [c["name"] for c in result["meta"]]
+    r = dict(zip(cols, result["data"][0], strict=True))
+    steps = [{"step": 1, "users": int(r["u1"]), "avg": None, "median": None}]
+    for n in range(2, len(STEPS) + 1):
+        reached = int(r[f"u{n}"])
+        avg = round(r[f"avg{n}"], 6) if reached else None
+        steps.append({"step": n, "users": reached, "avg": avg, "median": float(r[f"med{n}"]) if reached else None})
+    return {"steps": steps}
+
+
 # ---------------------------------------------------------------- one process
 
 
@@ -188,9 +249,10 @@ def cmd_once(args) -> None:
             times.append((time.perf_counter() - t) * 1000)
     else:
         sess = chdb_connect()
+        run = chdb_answer if args.engine == "chdb" else chdb_full_answer
         for _ in range(args.repeat):
             t = time.perf_counter()
-            answer = chdb_answer(sess, args.data)
+            answer = run(sess, args.data)
             times.append((time.perf_counter() - t) * 1000)
     connect_and_first = (time.perf_counter() - t0) * 1000 - sum(times[1:])
     print(
@@ -214,7 +276,7 @@ def counts(answer: dict) -> list[int]:
 
 def cmd_bench(args) -> None:
     rows = {}
-    for engine in ("duckdb", "chdb"):
+    for engine in args.engines.split(","):
         runs = [run_once(engine, args.data, 4, args.breakdown if engine == "duckdb" else None) for _ in range(3)]
         cold = statistics.median(r["connect_and_first_ms"] for r in runs)
         warm = statistics.median(t for r in runs for t in r["times_ms"][1:])
@@ -226,7 +288,10 @@ def cmd_bench(args) -> None:
             "stable": all(counts(r["answer"]) == counts(runs[0]["answer"]) for r in runs),
             "answer": runs[0]["answer"],
         }
-    rows["counts_equal"] = rows["duckdb"]["counts"] == rows["chdb"]["counts"]
+    if "duckdb" in rows and "chdb" in rows:
+        rows["counts_equal"] = rows["duckdb"]["counts"] == rows["chdb"]["counts"]
+    if "duckdb" in rows and "chdb-sql" in rows:
+        rows["full_answers_equal"] = rows["duckdb"]["answer"] == rows["chdb-sql"]["answer"]
     print(json.dumps(rows, indent=1))
 
 
@@ -385,12 +450,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("once")
-    p.add_argument("--engine", choices=["duckdb", "chdb"], required=True)
+    p.add_argument("--engine", choices=["duckdb", "chdb", "chdb-sql"], required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--breakdown")
     p = sub.add_parser("bench")
     p.add_argument("--data", required=True)
+    p.add_argument("--engines", default="duckdb,chdb,chdb-sql")
     p.add_argument("--breakdown")
     p = sub.add_parser("check")
     p.add_argument("--data", required=True)
