@@ -1,6 +1,6 @@
 from django.urls import path
 
-from events.consumers import EventStreamConsumer
+from events.live.consumers import EventStreamConsumer
 
 websocket_urlpatterns = [
     path("ws/events", EventStreamConsumer.as_asgi()),

@@ -25,8 +25,8 @@ from analytics_platform.data_version import project_data_version_bump
 from analytics_platform.errors import InvalidInput, PayloadTooLarge, ServiceUnavailable
 from analytics_platform.redis import REDIS_DOWN
 from events import dedup, queueing
-from events.live import live_publish
-from events.livestats import live_count
+from events.live.publish import live_publish
+from events.live.stats import live_count
 from events.models import DeadLetter
 from events.rollups import rollup_timezone_for_write
 from events.store import OUTAGE_ERRORS, insert_rows_isolating

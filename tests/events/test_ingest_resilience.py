@@ -190,7 +190,7 @@ def test_stored_events_are_published_once_to_the_projects_group(post_events, pro
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
-    from events.live import listeners_add, listeners_remove, project_group
+    from events.live.publish import listeners_add, listeners_remove, project_group
 
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()

@@ -1,4 +1,4 @@
-"""The live stream's consumer (events/consumers.py) through Channels' WebsocketCommunicator,
+"""The live stream's consumer (events/live/consumers.py) through Channels' WebsocketCommunicator,
 on the configured channel layer (in memory by default, Redis in CI), with events stored by
 the real persistence service. Real sockets and processes: tests/integration/test_live_socket.py."""
 
@@ -16,9 +16,9 @@ from channels.testing import WebsocketCommunicator
 from accounts.selectors import api_key_get_by_plaintext
 from accounts.services import api_key_set_active
 from analytics_platform.asgi import application
-from events.hub import hub
-from events.live import listening, project_group
-from events.livestats import live_count, live_stats
+from events.live.hub import hub
+from events.live.publish import listening, project_group
+from events.live.stats import live_count, live_stats
 from tests.helpers import store_events
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the consumer reads keys from its own thread

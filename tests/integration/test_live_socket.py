@@ -19,7 +19,7 @@ from channels_redis.core import RedisChannelLayer
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from events.live import project_group
+from events.live.publish import project_group
 from tests.integration.test_worker_crash import database_url, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent.parent

@@ -114,7 +114,7 @@ def event_text(event: dict) -> str:
 # Who publishes, and how many events it has published per project: the channel layer drops
 # a message silently when a receiver is too far behind (its capacity, its expiry), so each
 # message says where it starts in its publisher's sequence and a receiver that sees a jump
-# knows how many events it lost (events.hub turns that into lagged notices).
+# knows how many events it lost (events.live.hub turns that into lagged notices).
 _published: dict[int, int] = defaultdict(int)
 _published_lock = threading.Lock()
 

@@ -7,7 +7,7 @@ events crosses Redis and is decoded once per socket (100 sockets: 100 copies of 
 channel of its own to the group and a task hands each batch to every local socket, whose
 `deliver` filters and queues without waiting. The last socket to leave unsubscribes.
 The layer drops messages silently when a receiver falls too far behind; the publisher numbers
-its events (events.live), so a jump is seen here and every socket is told (`lost`) in a
+its events (events.live.publish), so a jump is seen here and every socket is told (`lost`) in a
 lagged notice rather than missing events unannounced.
 """
 
@@ -19,7 +19,7 @@ import structlog
 from channels.layers import get_channel_layer
 
 from analytics_platform.redis import REDIS_DOWN
-from events.live import LISTENERS_RENEW, event_text, listeners_add, listeners_remove, project_group
+from events.live.publish import LISTENERS_RENEW, event_text, listeners_add, listeners_remove, project_group
 
 logger = structlog.get_logger(__name__)
 

@@ -1,10 +1,10 @@
 """The live event stream, `ws://host/ws/events` (API.md, "Live stream").
 
 Thin on purpose: authenticate (the key in `X-API-Key`, `Authorization: Bearer` or `?apiKey=`,
-read scope), join the project's stream through this process's hub (events.hub), say
+read scope), join the project's stream through this process's hub (events.live.hub), say
 `{"type": "subscribed", ...filters}`, forward. Events are published by the writer after
-commit (events.live), each serialized once for every socket; stats are counted by the writer
-too (events.livestats).
+commit (events.live.publish), each serialized once for every socket; stats are counted by the writer
+too (events.live.stats).
 
 A slow reader must not slow anyone else: the hub hands each batch to `deliver`, which never
 waits; it queues the socket's events up to LIVE_QUEUE_EVENTS and a separate task writes them
@@ -27,9 +27,9 @@ from django.conf import settings
 from accounts.auth import key_from_headers
 from accounts.selectors import api_key_get_by_plaintext
 from accounts.services import api_key_touch
-from events.hub import hub
-from events.live import sockets_loop_set
-from events.livestats import live_stats
+from events.live.hub import hub
+from events.live.publish import sockets_loop_set
+from events.live.stats import live_stats
 
 logger = structlog.get_logger(__name__)
 
