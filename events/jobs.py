@@ -62,7 +62,7 @@ def _store_buffered(client, key: str) -> int:
             continue
         by_project[project_id].append(row)
     if unreadable:
-        dead_letters_add(project_id=None, payloads=unreadable, errors=[(0, "unreadable buffer item")] * len(unreadable))
+        dead_letters_add(project_id=None, letters=[(item, "unreadable buffer item") for item in unreadable])
     existing = set(Project.objects.filter(pk__in=by_project).values_list("pk", flat=True))
     stored = 0
     for project_id, rows in by_project.items():

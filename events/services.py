@@ -55,18 +55,19 @@ class PersistOutcome:
         return {"stored": self.stored, "refused": [list(item) for item in self.refused]}
 
 
-def events_persist(*, project_id: int, rows: list, publish: bool = True) -> PersistOutcome:
+def events_persist(*, project_id: int, rows: list, publish: bool = True, set_aside: bool = True) -> PersistOutcome:
     """Stores the rows not stored yet (idempotent); rows refused for their content become
-    dead letters. Nothing is written for a deleted project. Raises the database's outage
-    errors (events.store.OUTAGE_ERRORS), so a job retries."""
+    dead letters (unless not `set_aside`: a dead letter's retry keeps its own). Nothing is
+    written for a deleted project. Raises the database's outage errors
+    (events.store.OUTAGE_ERRORS), so a job retries."""
     with transaction.atomic():
         rollup_timezone = rollup_timezone_for_write(project_id)
         if rollup_timezone is None:
             logger.warning("persist_skipped_project_gone", project_id=project_id, events=len(rows))
             return PersistOutcome()
         inserted, refused = insert_rows_isolating(project_id, rows, rollup_timezone)
-        if refused:
-            dead_letters_add(project_id=project_id, payloads=[json.dumps(rows[i]) for i, _ in refused], errors=refused)
+        if refused and set_aside:
+            dead_letters_add(project_id=project_id, letters=[(json.dumps(rows[i]), error) for i, error in refused])
     if inserted:
         project_data_version_bump(project_id=project_id)
         if publish:
@@ -77,11 +78,11 @@ def events_persist(*, project_id: int, rows: list, publish: bool = True) -> Pers
     return PersistOutcome(stored=len(inserted), refused=refused)
 
 
-def dead_letters_add(*, project_id: int | None, payloads: list[str], errors: list[tuple[int, str]]) -> None:
-    """Records refused events (idempotent: the same payload of the same project once).
-    Runs inside the caller's transaction, with the events stored beside them."""
+def dead_letters_add(*, project_id: int | None, letters: list[tuple[str, str]]) -> None:
+    """Records refused events as (payload, error) (idempotent: the same payload of the same
+    project once). Runs inside the caller's transaction, with the events stored beside them."""
     now = timezone.now()
-    letters = [
+    dead_letters = [
         DeadLetter(
             project_id=project_id,
             payload=payload,
@@ -89,16 +90,17 @@ def dead_letters_add(*, project_id: int | None, payloads: list[str], errors: lis
             digest=hashlib.sha256(f"{project_id}:{payload}".encode()).hexdigest(),
             last_tried_at=now,
         )
-        for payload, (_, error) in zip(payloads, errors, strict=True)
+        for payload, error in letters
     ]
-    DeadLetter.objects.bulk_create(letters, ignore_conflicts=True)
-    logger.error("events_dead_lettered", project_id=project_id, events=len(letters), error=errors[0][1][:200])
+    DeadLetter.objects.bulk_create(dead_letters, ignore_conflicts=True)
+    logger.error("events_dead_lettered", project_id=project_id, events=len(letters), error=letters[0][1][:200])
 
 
 def dead_letter_retry(*, dead_letter: DeadLetter) -> bool:
-    """Tries to store a dead letter's event again (after a fix). Stored, or found already
-    stored: the letter is deleted and True returned. Refused again: the error and attempt
-    count are updated and False returned. Raises the database's outage errors."""
+    """Tries to store a dead letter's event again (after a fix). Stored, found already
+    stored, or of a project deleted since: the letter is deleted and True returned. Refused
+    again: the error and attempt count are updated and False returned. Raises the
+    database's outage errors."""
     try:
         if dead_letter.project_id is None:
             project_id, row = json.loads(dead_letter.payload)
@@ -109,20 +111,11 @@ def dead_letter_retry(*, dead_letter: DeadLetter) -> bool:
     except ValueError as exc:
         _dead_letter_failed(dead_letter, f"{type(exc).__name__}: {exc}")
         return False
-    with transaction.atomic():
-        rollup_timezone = rollup_timezone_for_write(project_id)
-        if rollup_timezone is None:
-            _dead_letter_failed(dead_letter, f"project {project_id} no longer exists")
-            return False
-        inserted, refused = insert_rows_isolating(project_id, [row], rollup_timezone)
-        if refused:
-            _dead_letter_failed(dead_letter, refused[0][1])
-            return False
-        dead_letter.delete()
-    if inserted:
-        project_data_version_bump(project_id=project_id)
-        live_count(project_id=project_id, user_ids=[row[1]])
-        live_publish(project_id=project_id, rows=[row])
+    outcome = events_persist(project_id=project_id, rows=[row], set_aside=False)
+    if outcome.refused:
+        _dead_letter_failed(dead_letter, outcome.refused[0][1])
+        return False
+    dead_letter.delete()
     return True
 
 
