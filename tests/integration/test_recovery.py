@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,32 +26,11 @@ from events.models import Event
 from events.queueing import BUFFER_KEY, ingest_queue
 from tests.conftest import service_missing
 from tests.helpers import event
+from tests.integration.test_worker_crash import start_worker
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SCHEDULER_LOCK = RQScheduler.get_locking_key("default")
 RECOVERY_CONTRACT = 10.0  # seconds, from a worker being back (or Redis being back)
-
-
-def database_url() -> str:
-    s = connection.settings_dict
-    return f"postgresql://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
-def start_worker(redis_url: str, log: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "REDIS_URL": redis_url,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-    }
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", "default"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group, its scheduler child included
-    )
 
 
 def stop(process: subprocess.Popen) -> None:

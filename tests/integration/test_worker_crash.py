@@ -26,7 +26,9 @@ def database_url() -> str:
     return f"postgresql://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-def start_worker(redis_url: str, log: Path) -> subprocess.Popen:
+def start_worker(redis_url: str, log: Path, *options: str) -> subprocess.Popen:
+    """A real `rqworker` on the test database, in a process group of its own (its scheduler
+    child included), so a test can kill it whole."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url(),
@@ -34,7 +36,7 @@ def start_worker(redis_url: str, log: Path) -> subprocess.Popen:
         "DJANGO_SETTINGS_MODULE": "tests.settings",
     }
     return subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", "default", "--burst"],
+        [sys.executable, "manage.py", "rqworker", "default", *options],
         cwd=ROOT,
         env=env,
         stdout=log.open("ab"),
@@ -62,7 +64,7 @@ def test_a_worker_killed_mid_job_loses_and_duplicates_nothing(postgres, redis_ca
     s = connection.settings_dict
     holder = psycopg.connect(host=s["HOST"], port=s["PORT"] or 5432, user=s["USER"], dbname=s["NAME"])
     holder.execute("LOCK TABLE events_event IN ACCESS EXCLUSIVE MODE")  # the job's insert will block here
-    worker = start_worker(redis_url, tmp_path / "worker.log")
+    worker = start_worker(redis_url, tmp_path / "worker.log", "--burst")
     try:
         wait_for(lambda: StartedJobRegistry(queue=queue).count == 1)
         time.sleep(0.5)
@@ -82,7 +84,7 @@ def test_a_worker_killed_mid_job_loses_and_duplicates_nothing(postgres, redis_ca
     queue.enqueue_job(Job.fetch(job_id, connection=queue.connection))
     scheduled.remove(job_id)
 
-    worker = start_worker(redis_url, tmp_path / "worker.log")
+    worker = start_worker(redis_url, tmp_path / "worker.log", "--burst")
     assert worker.wait(timeout=60) == 0, (tmp_path / "worker.log").read_text()[-3000:]
     assert Event.objects.count() == 1000
     assert Event.objects.values("event_id").distinct().count() == 1000
