@@ -14,7 +14,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     DATA_DIR=/data \
     PORT=8000
 RUN groupadd --system app && useradd --system --gid app --home-dir /app app \
-    && mkdir -p /data && chown app:app /data
+    && mkdir -p /data/analytics && chown -R app:app /data
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY --chown=app:app . /app

@@ -96,6 +96,15 @@ EVENT_BUFFER_TIMEOUT_MS = env_int("EVENT_BUFFER_TIMEOUT_MS", 5000)
 CACHE_TTL_SECONDS = env_int("CACHE_TTL_SECONDS", 300)
 # Answer whole-day metrics and retention from the daily rollups (events.rollups).
 ANALYTICS_USE_ROLLUPS = env_bool("ANALYTICS_USE_ROLLUPS", True)
+# The column store (warehouse/): the Parquet mirror of the events, read by DuckDB in every
+# process that answers analytics (web and worker must see the same directory).
+ANALYTICS_DIR = Path(os.environ.get("ANALYTICS_DIR") or DATA_DIR / "analytics")
+# DuckDB's bounds per process: memory before it spills to ANALYTICS_SPILL_DIR, and threads.
+ANALYTICS_MEMORY_LIMIT = os.environ.get("ANALYTICS_MEMORY_LIMIT", "1GB")
+ANALYTICS_SPILL_DIR = Path(os.environ.get("ANALYTICS_SPILL_DIR") or ANALYTICS_DIR / "spill")
+ANALYTICS_THREADS = env_int("ANALYTICS_THREADS", 2)
+# How long a file compaction retired stays on disk for the readers that listed it.
+ANALYTICS_GRACE_SECONDS = env_int("ANALYTICS_GRACE_SECONDS", 600)
 # Threads per web process running Django's (synchronous) request handling.
 HTTP_THREADS = env_int("HTTP_THREADS", 8)
 # Funnels on PostgreSQL: users split into this many parts (a power of two), computed on as
@@ -122,6 +131,7 @@ INSTALLED_APPS = [
     "events",  # before django_rq: its `rqworker` (always with the scheduler) takes precedence
     "funnels",
     "retention",
+    "warehouse",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",

@@ -3,16 +3,16 @@
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Q
 
 from analytics_platform.buckets import bucket_bounds, local_iso, parse_interval
 from analytics_platform.dates import FIRST_DAY, LAST_DAY, iso_utc, parse_range
 from analytics_platform.errors import InvalidInput, NotFound
 from analytics_platform.ids import object_id
 from analytics_platform.queries import QueryRunner, cursor_decode, cursor_encode, event_name_param, whole_param
-from analytics_platform.sql import EVENTS, activity_by_bucket, as_datetime, fetch_all, ts
+from analytics_platform.sql import as_datetime, fetch_all, ts
 from events.models import Event
-from events.rollups import as_local_dates, rollup_source
+from warehouse.snapshot import snapshot
 
 TOP_EVENTS = 10
 
@@ -24,7 +24,7 @@ class SummaryParams:
 
 
 class SummaryQuery(QueryRunner):
-    """Totals over [start, end), computed in the database."""
+    """Totals over [start, end), computed in the column store."""
 
     name = "summary"
 
@@ -33,22 +33,20 @@ class SummaryQuery(QueryRunner):
 
     def calculate(self) -> dict:
         p = self.params
-        events = Event.objects.filter(project=self.project, timestamp__gte=p.start, timestamp__lt=p.end)
-        totals = events.aggregate(
-            total=Count("id"), users=Count("user_id", distinct=True), first=Min("timestamp"), last=Max("timestamp")
-        )
-        top = (
-            events.values("event_name")
-            .annotate(count=Count("id"), users=Count("user_id", distinct=True))
-            .order_by("-count", "event_name")[:TOP_EVENTS]
-        )
-        self.rows = 1 + len(top)
+        with snapshot(self.project.id) as snap:
+            rows = snap.fetch(
+                "SELECT event_name, COUNT(*), COUNT(DISTINCT user_id), MIN(ts), MAX(ts) "
+                f"FROM {snap.events(p.start, p.end)} e GROUP BY GROUPING SETS ((), (event_name))"
+            )
+        self.rows = len(rows)
+        totals = next((row for row in rows if row[0] is None), None)
+        top = sorted((row for row in rows if row[0] is not None), key=lambda row: (-row[1], row[0]))[:TOP_EVENTS]
         return {
-            "totalEvents": totals["total"],
-            "uniqueUsers": totals["users"],
-            "firstEventAt": iso_utc(totals["first"]),
-            "lastEventAt": iso_utc(totals["last"]),
-            "topEvents": [{"eventName": t["event_name"], "count": t["count"], "uniqueUsers": t["users"]} for t in top],
+            "totalEvents": totals[1] if totals else 0,
+            "uniqueUsers": totals[2] if totals else 0,
+            "firstEventAt": iso_utc(totals[3]) if totals else None,
+            "lastEventAt": iso_utc(totals[4]) if totals else None,
+            "topEvents": [{"eventName": name, "count": count, "uniqueUsers": users} for name, count, users, *_ in top],
         }
 
 
@@ -61,9 +59,10 @@ class MetricsParams:
 
 
 class MetricsQuery(QueryRunner):
-    """Event counts and unique users per calendar bucket in the project's timezone. Each
-    bucket is a [lo, hi) range clipped to the query's range and joined to the events in SQL,
-    so the database does the counting and every bucket is present, empty ones as 0."""
+    """Event counts and unique users per calendar bucket in the project's timezone. The
+    buckets' bounds come from analytics_platform.buckets; each event is matched to its bucket
+    by an ASOF join in the column store, which does the counting; every bucket is present,
+    empty ones as 0."""
 
     name = "metrics"
 
@@ -76,28 +75,17 @@ class MetricsQuery(QueryRunner):
     def calculate(self) -> dict:
         p = self.params
         bounds = bucket_bounds(p.interval, p.start, p.end, self.tz)
-        self.source = rollup_source(
-            project=self.project, start=p.start, end=p.end, interval=p.interval, event_name=p.event
-        )
-        if self.source is None:
-            self.source, edges, lo, hi = EVENTS, bounds, p.start, p.end
-        else:
-            edges, (lo, hi) = as_local_dates(bounds, self.tz), as_local_dates([p.start, p.end], self.tz)
-        activity, params = activity_by_bucket(
-            self.source, edges, project_id=self.project.id, lo=lo, hi=hi, event_name=p.event
-        )
-        if self.source.dates and p.interval == "day":
-            # a rollup row is already one user on one day: count rows
-            sql = f"SELECT idx, SUM(n), COUNT(*) FROM ({activity}) x GROUP BY idx"
-        else:
-            # (bucket, user) pairs first, hashed; then per bucket: events and distinct users
-            sql = (
-                f"SELECT idx, SUM(n), COUNT(*) FROM (SELECT idx, user_id, SUM(n) AS n FROM ({activity}) x "
-                "GROUP BY idx, user_id) pairs GROUP BY idx"
+        with snapshot(self.project.id) as snap:
+            snap.register_buckets("buckets", bounds)
+            events = snap.events(p.start, p.end)
+            where, params = ("WHERE e.event_name = ?", [p.event]) if p.event is not None else ("", [])
+            rows = snap.fetch(
+                f"SELECT b.idx, COUNT(*), COUNT(DISTINCT e.user_id) FROM (SELECT * FROM {events} e {where}) e "
+                "ASOF JOIN buckets b ON e.ts >= b.lo GROUP BY b.idx",
+                params,
             )
-        rows = fetch_all(sql, params)
         self.rows = len(rows)
-        counts = {idx: (int(count), users) for idx, count, users in rows}  # SUM is numeric on PostgreSQL
+        counts = {idx: (count, users) for idx, count, users in rows}
         buckets = []
         for i, lo in enumerate(bounds[:-1]):
             count, users = counts.get(i, (0, 0))

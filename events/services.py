@@ -31,6 +31,7 @@ from events.models import DeadLetter
 from events.rollups import rollup_timezone_for_write
 from events.store import OUTAGE_ERRORS, insert_rows_isolating
 from events.validation import validate_event
+from warehouse.jobs import export_schedule
 
 logger = structlog.get_logger(__name__)
 NOT_STORED = "the database refused this event; it was set aside for review (dead letters)"
@@ -70,6 +71,7 @@ def events_persist(*, project_id: int, rows: list, publish: bool = True, set_asi
             dead_letters_add(project_id=project_id, letters=[(json.dumps(rows[i]), error) for i, error in refused])
     if inserted:
         project_data_version_bump(project_id=project_id)
+        export_schedule(project_id)
         if publish:
             refused_positions = {i for i, _ in refused}
             new = [row for i, row in enumerate(rows) if i not in refused_positions and row[0] in inserted]

@@ -23,6 +23,7 @@ from rq.timeouts import JobTimeoutException
 
 from events.rollups import rollups_add
 from events.validation import COLUMNS
+from warehouse.export import pending_add
 
 TIMESTAMP_POSITIONS = (3, 9)  # ISO strings in job rows; SQLite wants Django's own format
 TABLE = "events_event"
@@ -82,14 +83,16 @@ def describe_error(exc: BaseException) -> str:
 
 
 def insert_rows(project_id: int, rows: list[list], rollup_timezone: str = "") -> dict[str, int]:
-    """Inserts the rows that are not stored yet, and counts exactly those into the daily
-    rollups when `rollup_timezone` is given; returns {event_id: id} of the inserted rows.
+    """Inserts the rows that are not stored yet, lists exactly those in the mirror's outbox
+    and counts them into the daily rollups when `rollup_timezone` is given; returns
+    {event_id: id} of the inserted rows.
     Must run inside a transaction (the PostgreSQL staging table empties on commit)."""
     if not rows:
         return {}
     if connection.vendor == "postgresql":
         return _insert_postgresql(project_id, rows, rollup_timezone)
     inserted = _insert_generic(project_id, rows)
+    pending_add(project_id=project_id, ids=inserted.values())
     if inserted and rollup_timezone:
         new_rows = [row for row in rows if row[0] in inserted]
         rollups_add(project_id=project_id, timezone_name=rollup_timezone, rows=new_rows)
@@ -113,6 +116,11 @@ ROLLUPS_FROM_INSERTED = """
 )"""
 
 
+# The new rows enter the mirror's outbox (warehouse.models.Pending) in the same statement.
+OUTBOX_FROM_INSERTED = """
+, outbox AS (INSERT INTO warehouse_pending (event_id, project_id) SELECT id, %(project)s FROM ins)"""
+
+
 def _insert_postgresql(project_id: int, rows: list[list], rollup_timezone: str) -> dict[str, int]:
     with connection.cursor() as cursor:
         cursor.execute(STAGING_DDL)
@@ -126,7 +134,7 @@ def _insert_postgresql(project_id: int, rows: list[list], rollup_timezone: str) 
         )
         rollups = ROLLUPS_FROM_INSERTED if rollup_timezone else ""
         cursor.execute(
-            f"WITH ins AS ({insert}){rollups} SELECT id, event_id FROM ins",
+            f"WITH ins AS ({insert}){rollups}{OUTBOX_FROM_INSERTED} SELECT id, event_id FROM ins",
             {"project": project_id, "tz": rollup_timezone},
         )
         inserted = dict((event_id, pk) for pk, event_id in cursor.fetchall())

@@ -6,8 +6,8 @@ which must itself fall inside the range); `recurring`, every period in which the
 inside the range. Period 0 is the cohort; period k counts the cohort's users with at least
 one return event in period k (returns are counted after the range's end too), or, with
 `cumulative`, the users whose last return is in period k or later. A period that has not
-finished is null. Everything is computed in one SQL statement against numbered period
-ranges; Python only lays out the grid.
+finished is null. Everything is computed in one statement in the column store, events
+matched to numbered periods by an ASOF join; Python only lays out the grid.
 """
 
 from dataclasses import dataclass
@@ -17,8 +17,7 @@ from analytics_platform.buckets import bucket_bounds, next_bucket, parse_interva
 from analytics_platform.dates import parse_range
 from analytics_platform.errors import InvalidInput
 from analytics_platform.queries import QueryRunner, event_name_param, whole_param
-from analytics_platform.sql import EVENTS, activity_by_bucket, fetch_all, param
-from events.rollups import as_local_dates, rollup_source
+from warehouse.snapshot import snapshot
 
 MAX_PERIODS = 400
 TYPES = ("first_time", "recurring")
@@ -100,68 +99,47 @@ class RetentionQuery(QueryRunner):
             "average": _average(rows, p.periods),
         }
 
-    def _source(self, event_name: str | None, lo: datetime, hi: datetime):
-        """(source, bucket edges, lo, hi) for reading activity in [lo, hi)."""
-        source = rollup_source(
-            project=self.project, start=lo, end=hi, interval=self.params.period, event_name=event_name
-        )
-        if source is None:
-            return EVENTS, self.bounds, lo, hi
-        dates = as_local_dates([*self.bounds, lo, hi], self.tz)
-        return source, dates[:-2], dates[-2], dates[-1]
-
     def _count(self, bounds: list[datetime], cohorts: int) -> tuple[dict, dict]:
         p = self.params
-        project = self.project.id
-        self.bounds = bounds
-        source, edges, lo, hi = self._source(p.cohort, p.start, p.end)
-        self.sources = [source.table]
-        cohort_rows, params = activity_by_bucket(source, edges, project_id=project, lo=lo, hi=hi, event_name=p.cohort)
-        if p.type == "first_time":
-            # users whose first-ever cohort event is inside the range; its period is the
-            # earliest period among their cohort events in the range
-            firsts_filter = "AND e.event_name = %s" if p.cohort is not None else ""
-            time = f"e.{source.time_column}"
-            cohort_sql = (
-                f"firsts AS (SELECT e.user_id FROM {source.table} e WHERE e.project_id = %s {firsts_filter} "
-                f"GROUP BY e.user_id HAVING MIN({time}) >= %s AND MIN({time}) < %s), "
-                f"cohort AS (SELECT x.user_id, MIN(x.idx) AS cidx FROM ({cohort_rows}) x "
-                "WHERE x.user_id IN (SELECT user_id FROM firsts) GROUP BY x.user_id)"
+        with snapshot(self.project.id) as snap:
+            snap.register_buckets("periods", bounds)
+            cohort_filter = "WHERE event_name = ?" if p.cohort is not None else ""
+            cohort_params = [p.cohort] if p.cohort is not None else []
+            if p.type == "first_time":
+                # users whose first-ever cohort event is inside the range, in its period
+                firsts = (
+                    f"SELECT user_id, MIN(ts) AS ts FROM {snap.events(None, p.end)} e {cohort_filter} "
+                    f"GROUP BY user_id HAVING MIN(ts) >= {snap.literal(p.start)}"
+                )
+                cohort_sql = (
+                    f"cohort AS (SELECT f.user_id, b.idx AS cidx FROM ({firsts}) f ASOF JOIN periods b ON f.ts >= b.lo)"
+                )
+            else:
+                cohort_sql = (
+                    f"cohort AS (SELECT DISTINCT e.user_id, b.idx AS cidx FROM (SELECT * FROM "
+                    f"{snap.events(p.start, p.end)} e {cohort_filter}) e ASOF JOIN periods b ON e.ts >= b.lo)"
+                )
+            return_filter = "AND e.event_name = ?" if p.return_event is not None else ""
+            returns_sql = (
+                "returns AS (SELECT DISTINCT e.user_id, b.idx AS ridx FROM (SELECT * FROM "
+                f"{snap.events(bounds[1], bounds[-1])} e "
+                f"WHERE e.user_id IN (SELECT user_id FROM cohort) {return_filter}) e "
+                "ASOF JOIN periods b ON e.ts >= b.lo)"
             )
-            first_params = [
-                project,
-                *([p.cohort] if p.cohort is not None else []),
-                param(source, lo),
-                param(source, hi),
-            ]
-            params = [*first_params, *params]
-        else:
-            cohort_sql = f"cohort AS (SELECT DISTINCT x.user_id, x.idx AS cidx FROM ({cohort_rows}) x)"
-        source, edges, lo, hi = self._source(p.return_event, bounds[1], bounds[-1])
-        self.sources.append(source.table)
-        return_rows, return_params = activity_by_bucket(
-            source, edges, project_id=project, lo=lo, hi=hi, event_name=p.return_event
-        )
-        returns_sql = (
-            f"returns AS (SELECT DISTINCT x.user_id, x.idx AS ridx FROM ({return_rows}) x "
-            "WHERE x.user_id IN (SELECT user_id FROM cohort))"
-        )
-        params += return_params
-        pairs = (
-            "SELECT c.user_id, c.cidx, r.ridx - c.cidx AS k FROM cohort c "
-            "JOIN returns r ON r.user_id = c.user_id AND r.ridx > c.cidx AND r.ridx <= c.cidx + %s"
-        )
-        if p.cumulative:  # a user counts in every period up to their last return
-            counted = f"SELECT cidx, MAX(k) AS k FROM ({pairs}) pairs GROUP BY user_id, cidx"
-        else:
-            counted = f"SELECT cidx, k FROM ({pairs}) pairs"
-        params.append(p.periods)
-        rows = fetch_all(
-            f"WITH {cohort_sql}, {returns_sql} "
-            "SELECT cidx, -1 AS k, COUNT(*) FROM cohort GROUP BY cidx "
-            f"UNION ALL SELECT cidx, k, COUNT(*) FROM ({counted}) counted GROUP BY cidx, k",
-            params,
-        )
+            pairs = (
+                "SELECT c.user_id, c.cidx, r.ridx - c.cidx AS k FROM cohort c "
+                "JOIN returns r ON r.user_id = c.user_id AND r.ridx > c.cidx AND r.ridx <= c.cidx + ?"
+            )
+            if p.cumulative:  # a user counts in every period up to their last return
+                counted = f"SELECT cidx, MAX(k) AS k FROM ({pairs}) pairs GROUP BY user_id, cidx"
+            else:
+                counted = f"SELECT cidx, k FROM ({pairs}) pairs"
+            rows = snap.fetch(
+                f"WITH {cohort_sql}, {returns_sql} "
+                "SELECT cidx, -1 AS k, COUNT(*) FROM cohort GROUP BY cidx "
+                f"UNION ALL SELECT cidx, k, COUNT(*) FROM ({counted}) counted GROUP BY cidx, k",
+                [*cohort_params, *([p.return_event] if p.return_event is not None else []), p.periods],
+            )
         self.rows = len(rows)
         sizes = {cidx: n for cidx, k, n in rows if k == -1}
         counts = {(cidx, k): n for cidx, k, n in rows if k != -1}

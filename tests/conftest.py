@@ -146,20 +146,38 @@ def post_events(client_for, ingest_key):
     return post
 
 
-@pytest.fixture(params=["events", "rollups"])
-def analytics_path(request, settings):
-    """Runs an analytics test twice: reading the raw events, and reading the daily rollups
-    (rebuilt by `ready(project)` once the test has stored its events)."""
-    from events.rollups import rollups_rebuild
+@pytest.fixture(params=["tail", "mixed", "files"])
+def mirror(request, monkeypatch):
+    """Runs an analytics test three times, the stored events read from the database's
+    not-yet-mirrored tail only, half from Parquet files and half from the tail, and all from
+    compacted files: `ready(project)` puts the stored events in that state (nothing is
+    exported by itself meanwhile) and checks it."""
+    from django.db.models import Sum
 
-    settings.ANALYTICS_USE_ROLLUPS = request.param == "rollups"
+    from warehouse.compact import partition_compact
+    from warehouse.export import mirror_export, mirror_export_all
+    from warehouse.models import MirrorFile, Pending
 
-    class Path:
+    monkeypatch.setattr("events.services.export_schedule", lambda project_id: None)
+
+    class Mirror:
         name = request.param
 
         @staticmethod
         def ready(project):
-            if request.param == "rollups":
-                rollups_rebuild(project_id=project.id)
+            pending = Pending.objects.filter(project_id=project.id).count()
+            if request.param == "mixed":
+                mirror_export(project_id=project.id, limit=pending // 2)
+            elif request.param == "files":
+                mirror_export_all(project_id=project.id)
+                live = MirrorFile.objects.filter(project=project, retired_at__isnull=True)
+                for day in set(live.values_list("day", flat=True)):
+                    partition_compact(project_id=project.id, day=day)
+            live = MirrorFile.objects.filter(project=project, retired_at__isnull=True)
+            in_files = live.aggregate(n=Sum("rows"))["n"] or 0
+            in_tail = Pending.objects.filter(project_id=project.id).count()
+            assert in_files + in_tail == pending
+            assert (in_files > 0) == (request.param != "tail") or pending == 0
+            assert (in_tail > 0) == (request.param != "files") or pending < 2
 
-    return Path
+    return Mirror

@@ -83,9 +83,9 @@ def test_env_example_lists_every_setting_the_code_reads():
 
 
 # Compose sets these itself (its own services, production mode), so env.example's values for a
-# local run must not leak in; the last two are paths inside the image (docker-compose.yml says why).
+# local run must not leak in; IMAGE_PATHS are paths inside the image (docker-compose.yml says why).
 SET_BY_COMPOSE = {"DATABASE_URL": "postgres://", "REDIS_URL": "redis://", "DEBUG": "0"}
-IMAGE_PATHS = {"DATA_DIR", "STATIC_ROOT"}
+IMAGE_PATHS = {"DATA_DIR", "STATIC_ROOT", "ANALYTICS_DIR", "ANALYTICS_SPILL_DIR"}
 
 
 @pytest.mark.parametrize("service", APP_SERVICES)

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class WarehouseConfig(AppConfig):
+    name = "warehouse"
+
+    def ready(self) -> None:
+        from warehouse import signals  # noqa: F401

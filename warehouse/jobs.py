@@ -1,0 +1,66 @@
+"""The mirror's jobs, on the ingest queue (inline in the embedded default).
+
+After events are stored, `export_schedule` queues one export of the project: in Redis a
+marker key keeps it to one queued export per project at a time (the job clears the marker
+before it reads the outbox, so events stored while it runs get an export of their own). An
+export that finds partitions with many small files compacts them. The worker's maintenance
+(`mirror_maintain`) queues exports for anything left in the outbox (a schedule lost to a
+Redis outage) and sweeps retired and orphaned files.
+"""
+
+import structlog
+from django.core.cache import cache
+from django.db import close_old_connections, connection
+
+from analytics_platform.redis import REDIS_DOWN
+from warehouse.compact import mirror_sweep, partition_compact, partitions_to_compact
+from warehouse.export import EXPORT_BATCH, mirror_export
+
+logger = structlog.get_logger(__name__)
+EXPORT_JOB = "warehouse.jobs.export_mirror"
+MARKER_TTL = 60
+
+
+def _marker(project_id: int) -> str:
+    return f"mirror-export:{project_id}"
+
+
+def export_schedule(project_id: int) -> None:
+    """Queues an export of the project's outbox (best effort: the maintenance catches up)."""
+    from events.queueing import JOB_OPTIONS, RETRY, ingest_queue
+
+    try:
+        queue = ingest_queue()
+        if queue.is_async and not cache.add(_marker(project_id), 1, MARKER_TTL):
+            return  # one is queued and has not started yet
+        queue.enqueue(EXPORT_JOB, project_id, retry=RETRY, description=f"export events of {project_id}", **JOB_OPTIONS)
+    except REDIS_DOWN as exc:
+        logger.warning("mirror_export_not_scheduled", project_id=project_id, error=type(exc).__name__)
+
+
+def export_mirror(project_id: int) -> int:
+    if not connection.in_atomic_block:
+        close_old_connections()
+    try:
+        cache.delete(_marker(project_id))
+    except REDIS_DOWN:
+        pass
+    total, days = 0, set()
+    while True:
+        exported, written = mirror_export(project_id=project_id)
+        total, days = total + exported, days | written
+        if exported < EXPORT_BATCH:
+            break
+    for day in partitions_to_compact(project_id=project_id, days=days):
+        partition_compact(project_id=project_id, day=day)
+    return total
+
+
+def mirror_maintain() -> None:
+    """Queues an export for every project with events in the outbox; sweeps old files."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT DISTINCT project_id FROM warehouse_pending")
+        projects = [row[0] for row in cursor.fetchall()]
+    for project_id in projects:
+        export_schedule(project_id)
+    mirror_sweep()

@@ -1,0 +1,140 @@
+"""Reading a project's events for analytics: the live Parquet files and the outbox tail,
+taken in one database snapshot.
+
+The file list and the tail (events stored but not yet exported, read from the events table
+through the outbox) come from one transaction (REPEATABLE READ on PostgreSQL; SQLite's
+transactions are serializable), and an export moves events from the outbox to a file in one
+transaction, so every stored event is read exactly once: in a file or in the tail, never
+both, never neither, whatever exports or compactions commit meanwhile. Retired files stay
+on disk for a grace period, so a snapshot's files are still there while it reads them.
+
+    with snapshot(project_id) as snap:
+        rows = snap.fetch(f"SELECT COUNT(*) FROM {snap.events(start, end)} e")
+
+`events(start, end)` is a relation of the project's events with start <= ts < end (either
+bound optional), with columns id, event_id, user_id, event_name, ts (TIMESTAMPTZ, UTC),
+properties (JSON text), session_id, page_url; the files are pruned by their UTC day.
+"""
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import pyarrow as pa
+from django.conf import settings
+from django.db import connection, transaction
+
+from warehouse.engine import engine_cursor
+
+COLUMNS = ("id", "event_id", "user_id", "event_name", "timestamp", "properties", "session_id", "page_url")
+SELECT = 'id, event_id, user_id, event_name, "timestamp" AS ts, properties, session_id, page_url'
+
+
+def event_rows_sql(where: str) -> str:
+    """Selects the events table's rows in COLUMNS order (properties as JSON text) for
+    `where` over events `e` and outbox rows `p`."""
+    properties = "e.properties::text" if connection.vendor == "postgresql" else "e.properties"
+    return (
+        f"SELECT e.id, e.event_id, e.user_id, e.event_name, e.timestamp, {properties}, e.session_id, e.page_url "
+        f"FROM warehouse_pending p JOIN events_event e ON e.id = p.event_id WHERE {where}"
+    )
+
+
+def rows_table(rows: list[tuple]) -> pa.Table:
+    """Event rows in COLUMNS order as an Arrow table."""
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(COLUMNS)
+    if connection.vendor != "postgresql":  # SQLite hands back naive UTC datetimes
+        columns[4] = [_aware(value) for value in columns[4]]
+    types = [pa.int64(), pa.string(), pa.string(), pa.string(), TIME, pa.string(), pa.string(), pa.string()]
+    return pa.table(
+        {name: pa.array(values, type=kind) for name, values, kind in zip(COLUMNS, columns, types, strict=True)}
+    )
+
+
+TIME = pa.timestamp("us", tz="UTC")
+
+
+def _aware(value) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class LiveFile:
+    day: date
+    path: str
+
+
+class Snapshot:
+    def __init__(self, cursor, files: list[LiveFile], tail: pa.Table):
+        self.cursor = cursor
+        self.files = files
+        self.tail_rows = tail.num_rows
+        cursor.register("tail", tail)
+
+    def events(self, start: datetime | None = None, end: datetime | None = None) -> str:
+        where = []
+        if start is not None:
+            where.append(f"ts >= {_literal(start)}")
+        if end is not None:
+            where.append(f"ts < {_literal(end)}")
+        condition = f" WHERE {' AND '.join(where)}" if where else ""
+        first = start.astimezone(UTC).date() if start is not None else date.min
+        last = (end - timedelta(microseconds=1)).astimezone(UTC).date() if end is not None else date.max
+        paths = [str(settings.ANALYTICS_DIR / f.path) for f in self.files if first <= f.day <= last]
+        parts = [f"SELECT {SELECT} FROM tail"]
+        if paths:
+            listed = ", ".join("'" + path.replace("'", "''") + "'" for path in paths)
+            parts.insert(0, f"SELECT {SELECT} FROM read_parquet([{listed}])")
+        return "(SELECT * FROM (" + " UNION ALL ".join(parts) + f"){condition})"
+
+    def register_buckets(self, name: str, bounds: list[datetime]) -> None:
+        """A table `name` (idx, lo) of the buckets [bounds[i], bounds[i + 1]), to match events
+        to with `ASOF JOIN name b ON e.ts >= b.lo` (events already bounded by bounds[-1])."""
+        starts = bounds[:-1]
+        table = pa.table({"idx": pa.array(range(len(starts)), pa.int32()), "lo": pa.array(starts, TIME)})
+        self.cursor.register(name, table)
+
+    @staticmethod
+    def literal(moment: datetime) -> str:
+        return _literal(moment)
+
+    def fetch(self, sql: str, params=None) -> list[tuple]:
+        return self.cursor.execute(sql, params or []).fetchall()
+
+
+def _literal(moment: datetime) -> str:
+    return f"TIMESTAMPTZ '{moment.astimezone(UTC).isoformat()}'"
+
+
+@contextmanager
+def snapshot(project_id: int):
+    files, tail = _read_catalog_and_tail(project_id)
+    cursor = engine_cursor()
+    try:
+        yield Snapshot(cursor, files, tail)
+    finally:
+        cursor.close()
+
+
+def _read_catalog_and_tail(project_id: int) -> tuple[list[LiveFile], pa.Table]:
+    # Nested in a caller's transaction (a test's), the isolation level is no longer ours to
+    # choose: that transaction is the snapshot then.
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql" and outermost:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cursor.execute(
+                "SELECT day, path FROM warehouse_mirrorfile WHERE project_id = %s AND retired_at IS NULL",
+                [project_id],
+            )
+            files = [LiveFile(_as_date(day), path) for day, path in cursor.fetchall()]
+            cursor.execute(event_rows_sql("p.project_id = %s"), [project_id])
+            tail = rows_table(cursor.fetchall())
+    return files, tail
+
+
+def _as_date(value) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
