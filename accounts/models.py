@@ -33,9 +33,6 @@ class Project(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
-    # The timezone the daily rollups (events.rollups) were computed in; "" = not built.
-    # Analytics use the rollups only while it equals `timezone`.
-    rollup_timezone = models.CharField(max_length=64, blank=True, default="", editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -46,11 +43,6 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization.name} / {self.name}"
-
-    def save(self, *args, **kwargs):
-        if self._state.adding and not self.rollup_timezone:
-            self.rollup_timezone = self.timezone  # no events yet: the empty rollup is valid
-        super().save(*args, **kwargs)
 
     @property
     def tzinfo(self) -> zoneinfo.ZoneInfo:

@@ -94,8 +94,6 @@ INGEST_RATE_LIMIT_PER_SECOND = env_int("INGEST_RATE_LIMIT_PER_SECOND", 1000)
 EVENT_BATCH_SIZE = env_int("EVENT_BATCH_SIZE", 1000)
 EVENT_BUFFER_TIMEOUT_MS = env_int("EVENT_BUFFER_TIMEOUT_MS", 5000)
 CACHE_TTL_SECONDS = env_int("CACHE_TTL_SECONDS", 300)
-# Answer whole-day metrics and retention from the daily rollups (events.rollups).
-ANALYTICS_USE_ROLLUPS = env_bool("ANALYTICS_USE_ROLLUPS", True)
 # The column store (warehouse/): the Parquet mirror of the events, read by DuckDB in every
 # process that answers analytics (web and worker must see the same directory).
 ANALYTICS_DIR = Path(os.environ.get("ANALYTICS_DIR") or DATA_DIR / "analytics")

@@ -86,7 +86,7 @@ def ensure_seeded(size: int) -> str:
         print(f"seeded {size} events in {time.perf_counter() - started:.0f} s")
     started = time.perf_counter()
     rebuilt = subprocess.run(
-        [sys.executable, "manage.py", "rebuild_rollups", "--stale-only"],
+        [sys.executable, "manage.py", "rebuild_mirror"],
         cwd=ROOT,
         env=env,
         check=True,

@@ -13,7 +13,6 @@ from rq import get_current_job
 from accounts.models import Project
 from analytics_platform.redis import redis_client
 from events.queueing import BUFFER_KEY, rearm_if_pending
-from events.rollups import rollups_rebuild
 from events.services import dead_letters_add, events_persist
 
 DRAIN_CHUNK = 5000
@@ -72,8 +71,3 @@ def _store_buffered(client, key: str) -> int:
             stored += events_persist(project_id=project_id, rows=rows[start : start + DRAIN_CHUNK]).stored
     client.delete(key)
     return stored
-
-
-def rebuild_rollups(project_id: int) -> None:
-    _fresh_connection()
-    rollups_rebuild(project_id=project_id)

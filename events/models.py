@@ -22,48 +22,11 @@ class Event(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "event_id"], name="event_unique_event_id")]
-        indexes = [
-            models.Index(fields=["project", "timestamp"], name="event_project_time"),
-            models.Index(fields=["project", "user_id", "timestamp"], name="event_project_user_time"),
-            models.Index(fields=["project", "event_name", "timestamp"], name="event_project_name_time"),
-            models.Index(fields=["project", "session_id", "timestamp"], name="event_project_session_time"),
-        ]
+        # A user's journey is the one scan left here (analytics read the column store).
+        indexes = [models.Index(fields=["project", "user_id", "timestamp"], name="event_project_user_time")]
 
     def __str__(self) -> str:
         return f"{self.event_name} by {self.user_id} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
-
-
-class UserDay(models.Model):
-    """Rollup: how many events a user sent on a local day (the project's timezone)."""
-
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
-    day = models.DateField()
-    user_id = models.CharField(max_length=255)
-    events = models.PositiveIntegerField()
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["project", "day", "user_id"], name="userday_unique")]
-
-    def __str__(self) -> str:
-        return f"{self.user_id} on {self.day}: {self.events}"
-
-
-class UserDayEvent(models.Model):
-    """Rollup: how many events of one name a user sent on a local day."""
-
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
-    event_name = models.CharField(max_length=200)
-    day = models.DateField()
-    user_id = models.CharField(max_length=255)
-    events = models.PositiveIntegerField()
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["project", "event_name", "day", "user_id"], name="userdayevent_unique")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.user_id} {self.event_name} on {self.day}: {self.events}"
 
 
 class DeadLetter(models.Model):

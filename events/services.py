@@ -28,8 +28,7 @@ from events import dedup, queueing
 from events.live.publish import live_publish
 from events.live.stats import live_count
 from events.models import DeadLetter
-from events.rollups import rollup_timezone_for_write
-from events.store import OUTAGE_ERRORS, insert_rows_isolating
+from events.store import OUTAGE_ERRORS, insert_rows_isolating, project_lock_for_write
 from events.validation import validate_event
 from warehouse.jobs import export_schedule
 
@@ -62,11 +61,10 @@ def events_persist(*, project_id: int, rows: list, publish: bool = True, set_asi
     written for a deleted project. Raises the database's outage errors
     (events.store.OUTAGE_ERRORS), so a job retries."""
     with transaction.atomic():
-        rollup_timezone = rollup_timezone_for_write(project_id)
-        if rollup_timezone is None:
+        if not project_lock_for_write(project_id):
             logger.warning("persist_skipped_project_gone", project_id=project_id, events=len(rows))
             return PersistOutcome()
-        inserted, refused = insert_rows_isolating(project_id, rows, rollup_timezone)
+        inserted, refused = insert_rows_isolating(project_id, rows)
         if refused and set_aside:
             dead_letters_add(project_id=project_id, letters=[(json.dumps(rows[i]), error) for i, error in refused])
     if inserted:

@@ -5,7 +5,7 @@ Rows arrive as lists in COLUMNS order (see EventRow.as_job_row). Every write is
 replayed batch stores nothing twice, and the caller learns exactly which rows are new.
 PostgreSQL first COPYs the batch into a session-local staging table (the fastest way in);
 SQLite takes multi-row INSERTs. That choice is the one dialect difference here; with it
-goes how the inserted rows reach the daily rollups (events.rollups).
+goes how the inserted rows enter the column store's outbox (warehouse.models.Pending).
 
 `insert_rows_isolating` is what the worker calls: a batch the database refuses for its
 content (text PostgreSQL cannot store, a malformed row that bypassed validation) is split in
@@ -21,7 +21,6 @@ from django import db
 from django.db import connection, transaction
 from rq.timeouts import JobTimeoutException
 
-from events.rollups import rollups_add
 from events.validation import COLUMNS
 from warehouse.export import pending_add
 
@@ -50,9 +49,7 @@ OUTAGE_ERRORS = (
 MAX_ERROR_CHARS = 2000
 
 
-def insert_rows_isolating(
-    project_id: int, rows: list, rollup_timezone: str = ""
-) -> tuple[dict[str, int], list[tuple[int, str]]]:
+def insert_rows_isolating(project_id: int, rows: list) -> tuple[dict[str, int], list[tuple[int, str]]]:
     """insert_rows, setting aside the rows refused for their content. Returns ({event_id: id}
     of the inserted rows, [(position in `rows`, error)] of the refused ones). Must run inside a
     transaction; raises OUTAGE_ERRORS."""
@@ -63,7 +60,7 @@ def insert_rows_isolating(
         start, end = pending.pop()
         try:
             with transaction.atomic():
-                inserted.update(insert_rows(project_id, rows[start:end], rollup_timezone))
+                inserted.update(insert_rows(project_id, rows[start:end]))
         except OUTAGE_ERRORS:
             raise
         except Exception as exc:
@@ -82,46 +79,25 @@ def describe_error(exc: BaseException) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")[:MAX_ERROR_CHARS]
 
 
-def insert_rows(project_id: int, rows: list[list], rollup_timezone: str = "") -> dict[str, int]:
-    """Inserts the rows that are not stored yet, lists exactly those in the mirror's outbox
-    and counts them into the daily rollups when `rollup_timezone` is given; returns
-    {event_id: id} of the inserted rows.
-    Must run inside a transaction (the PostgreSQL staging table empties on commit)."""
+def insert_rows(project_id: int, rows: list[list]) -> dict[str, int]:
+    """Inserts the rows that are not stored yet and lists exactly those in the column
+    store's outbox; returns {event_id: id} of the inserted rows. Must run inside a
+    transaction (the PostgreSQL staging table empties on commit)."""
     if not rows:
         return {}
     if connection.vendor == "postgresql":
-        return _insert_postgresql(project_id, rows, rollup_timezone)
+        return _insert_postgresql(project_id, rows)
     inserted = _insert_generic(project_id, rows)
     pending_add(project_id=project_id, ids=inserted.values())
-    if inserted and rollup_timezone:
-        new_rows = [row for row in rows if row[0] in inserted]
-        rollups_add(project_id=project_id, timezone_name=rollup_timezone, rows=new_rows)
     return inserted
 
 
-# PostgreSQL counts the inserted rows into the rollups in the same statement, straight from
-# the INSERT's RETURNING: no row goes back through Python. Keys are upserted in sorted order.
-ROLLUPS_FROM_INSERTED = """
-, day_rows AS (
-    INSERT INTO events_userday (project_id, day, user_id, events)
-    SELECT %(project)s, ("timestamp" AT TIME ZONE %(tz)s)::date, user_id, COUNT(*) FROM ins
-    GROUP BY 2, 3 ORDER BY 2, 3
-    ON CONFLICT (project_id, day, user_id) DO UPDATE SET events = events_userday.events + excluded.events
-), event_rows AS (
-    INSERT INTO events_userdayevent (project_id, event_name, day, user_id, events)
-    SELECT %(project)s, event_name, ("timestamp" AT TIME ZONE %(tz)s)::date, user_id, COUNT(*) FROM ins
-    GROUP BY 2, 3, 4 ORDER BY 2, 3, 4
-    ON CONFLICT (project_id, event_name, day, user_id)
-    DO UPDATE SET events = events_userdayevent.events + excluded.events
-)"""
-
-
-# The new rows enter the mirror's outbox (warehouse.models.Pending) in the same statement.
+# The new rows enter the outbox in the same statement, straight from the INSERT's RETURNING.
 OUTBOX_FROM_INSERTED = """
 , outbox AS (INSERT INTO warehouse_pending (event_id, project_id) SELECT id, %(project)s FROM ins)"""
 
 
-def _insert_postgresql(project_id: int, rows: list[list], rollup_timezone: str) -> dict[str, int]:
+def _insert_postgresql(project_id: int, rows: list[list]) -> dict[str, int]:
     with connection.cursor() as cursor:
         cursor.execute(STAGING_DDL)
         with cursor.cursor.copy(f"COPY event_staging ({_COLUMN_LIST}) FROM STDIN") as copy:
@@ -130,16 +106,23 @@ def _insert_postgresql(project_id: int, rows: list[list], rollup_timezone: str) 
         insert = (
             f'INSERT INTO {TABLE} ("project_id", {_COLUMN_LIST}) '
             f"SELECT %(project)s, {_COLUMN_LIST} FROM event_staging {_ON_CONFLICT} "
-            'RETURNING "id", "event_id", "user_id", "event_name", "timestamp"'
+            'RETURNING "id", "event_id"'
         )
-        rollups = ROLLUPS_FROM_INSERTED if rollup_timezone else ""
         cursor.execute(
-            f"WITH ins AS ({insert}){rollups}{OUTBOX_FROM_INSERTED} SELECT id, event_id FROM ins",
-            {"project": project_id, "tz": rollup_timezone},
+            f"WITH ins AS ({insert}){OUTBOX_FROM_INSERTED} SELECT id, event_id FROM ins", {"project": project_id}
         )
         inserted = dict((event_id, pk) for pk, event_id in cursor.fetchall())
         cursor.execute("TRUNCATE event_staging")  # ON COMMIT alone misses a second call in one transaction
     return inserted
+
+
+def project_lock_for_write(project_id: int) -> bool:
+    """Whether the project still exists, holding its row's share lock for the rest of the
+    caller's transaction (a concurrent deletion waits, so no event outlives its project)."""
+    lock = " FOR SHARE" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM accounts_project WHERE id = %s{lock}", [project_id])
+        return cursor.fetchone() is not None
 
 
 def _adapt(row: list) -> list:
