@@ -33,7 +33,7 @@ class SummaryQuery(QueryRunner):
 
     def calculate(self) -> dict:
         p = self.params
-        with snapshot(self.project.id) as snap:
+        with snapshot(self.project.id, p.start, p.end) as snap:
             rows = snap.fetch(
                 "SELECT event_name, COUNT(*), COUNT(DISTINCT user_id), MIN(ts), MAX(ts) "
                 f"FROM {snap.events(p.start, p.end)} e GROUP BY GROUPING SETS ((), (event_name))"
@@ -75,7 +75,7 @@ class MetricsQuery(QueryRunner):
     def calculate(self) -> dict:
         p = self.params
         bounds = bucket_bounds(p.interval, p.start, p.end, self.tz)
-        with snapshot(self.project.id) as snap:
+        with snapshot(self.project.id, p.start, p.end) as snap:
             snap.register_buckets("buckets", bounds)
             events = snap.events(p.start, p.end)
             where, params = ("WHERE e.event_name = ?", [p.event]) if p.event is not None else ("", [])

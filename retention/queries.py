@@ -101,7 +101,7 @@ class RetentionQuery(QueryRunner):
 
     def _count(self, bounds: list[datetime], cohorts: int) -> tuple[dict, dict]:
         p = self.params
-        with snapshot(self.project.id) as snap:
+        with snapshot(self.project.id, None, bounds[-1]) as snap:
             snap.register_buckets("periods", bounds)
             cohort_filter = "WHERE event_name = ?" if p.cohort is not None else ""
             cohort_params = [p.cohort] if p.cohort is not None else []

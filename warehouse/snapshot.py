@@ -8,10 +8,12 @@ transaction, so every stored event is read exactly once: in a file or in the tai
 both, never neither, whatever exports or compactions commit meanwhile. Retired files stay
 on disk for a grace period, so a snapshot's files are still there while it reads them.
 
-    with snapshot(project_id) as snap:
+    with snapshot(project_id, start, end) as snap:
         rows = snap.fetch(f"SELECT COUNT(*) FROM {snap.events(start, end)} e")
 
-`events(start, end)` is a relation of the project's events with start <= ts < end (either
+The snapshot's own bounds (optional) limit the tail it reads from the database to the span
+the query needs (a tail can be long while exports are behind); `events(start, end)` must lie
+inside them. `events(start, end)` is a relation of the project's events with start <= ts < end (either
 bound optional), with columns id, event_id, user_id, event_name, ts (TIMESTAMPTZ, UTC),
 properties (JSON text), session_id, page_url; the files are pruned by their UTC day.
 """
@@ -67,13 +69,16 @@ class LiveFile:
 
 
 class Snapshot:
-    def __init__(self, cursor, files: list[LiveFile], tail: pa.Table):
+    def __init__(self, cursor, files: list[LiveFile], tail: pa.Table, span: tuple):
         self.cursor = cursor
         self.files = files
-        self.tail_rows = tail.num_rows
+        self.span = span
         cursor.register("tail", tail)
 
     def events(self, start: datetime | None = None, end: datetime | None = None) -> str:
+        low, high = self.span
+        if (low is not None and (start is None or start < low)) or (high is not None and (end is None or end > high)):
+            raise ValueError(f"events({start}, {end}) reaches outside the snapshot's span {self.span}")
         where = []
         if start is not None:
             where.append(f"ts >= {_literal(start)}")
@@ -109,16 +114,21 @@ def _literal(moment: datetime) -> str:
 
 
 @contextmanager
-def snapshot(project_id: int):
-    files, tail = _read_catalog_and_tail(project_id)
+def snapshot(project_id: int, start: datetime | None = None, end: datetime | None = None):
+    files, tail = _read_catalog_and_tail(project_id, start, end)
     cursor = engine_cursor()
     try:
-        yield Snapshot(cursor, files, tail)
+        yield Snapshot(cursor, files, tail, (start, end))
     finally:
         cursor.close()
 
 
-def _read_catalog_and_tail(project_id: int) -> tuple[list[LiveFile], pa.Table]:
+def _read_catalog_and_tail(project_id: int, start, end) -> tuple[list[LiveFile], pa.Table]:
+    where, params = "p.project_id = %s", [project_id]
+    if start is not None:
+        where, params = f"{where} AND e.timestamp >= %s", [*params, connection.ops.adapt_datetimefield_value(start)]
+    if end is not None:
+        where, params = f"{where} AND e.timestamp < %s", [*params, connection.ops.adapt_datetimefield_value(end)]
     # Nested in a caller's transaction (a test's), the isolation level is no longer ours to
     # choose: that transaction is the snapshot then.
     outermost = not connection.in_atomic_block
@@ -131,7 +141,7 @@ def _read_catalog_and_tail(project_id: int) -> tuple[list[LiveFile], pa.Table]:
                 [project_id],
             )
             files = [LiveFile(_as_date(day), path) for day, path in cursor.fetchall()]
-            cursor.execute(event_rows_sql("p.project_id = %s"), [project_id])
+            cursor.execute(event_rows_sql(where), params)
             tail = rows_table(cursor.fetchall())
     return files, tail
 
