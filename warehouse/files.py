@@ -1,8 +1,17 @@
 """Writing the mirror's Parquet files durably: to a temporary name, fsync, rename, fsync the
-directory. A crash leaves either no file or a whole one (never a torn file under a live
-name); files no catalog row names are swept away after the grace period (warehouse.sweep)."""
+directory (and any directory created on the way). A crash leaves either no file or a whole
+one (never a torn file under a live name); files no catalog row names are swept away after
+the grace period (warehouse.compact.mirror_sweep).
+
+`step(name)` marks the points between the steps of an export, a compaction, a rebuild or a
+sweep, for the crash tests, and does nothing unless a test names that point in
+WAREHOUSE_CRASH_AT (the process then kills itself with SIGKILL, as `kill -9` would) or
+WAREHOUSE_PAUSE_AT (it stops itself with SIGSTOP, so a test can act while it is in between,
+then resume it with SIGCONT or kill it). Nothing else reads these variables.
+"""
 
 import os
+import signal
 import uuid
 from datetime import date
 from pathlib import Path
@@ -16,23 +25,46 @@ ORDER = 'user_id, "timestamp", id'
 COLUMNS_SQL = 'id, event_id, user_id, event_name, "timestamp", properties, session_id, page_url'
 
 
+def step(name: str) -> None:
+    """A crash test's hook between two steps (see the module docstring); a no-op otherwise."""
+    if os.environ.get("WAREHOUSE_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get("WAREHOUSE_PAUSE_AT") == name:
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+
 def new_path(project_id: int, day: date) -> str:
     """A fresh file name, relative to ANALYTICS_DIR."""
     return f"{project_id}/{day.isoformat()}/{uuid.uuid4().hex}.parquet"
 
 
-def write_parquet(cursor, select_sql: str, relative: str) -> int:
+def write_parquet(cursor, select_sql: str, relative: str, stage: str) -> int:
     """Writes the rows of `select_sql` (with COLUMNS_SQL's columns) to `relative`, durably;
-    returns the file's size in bytes."""
+    returns the file's size in bytes. `stage` names the caller in its step() points."""
     final = settings.ANALYTICS_DIR / relative
-    final.parent.mkdir(parents=True, exist_ok=True)
+    _make_directories(final.parent)
     temporary = final.with_name(final.name + TMP_SUFFIX)
     quoted = str(temporary).replace("'", "''")
     cursor.execute(f"COPY ({select_sql} ORDER BY {ORDER}) TO '{quoted}' {PARQUET}")
     _fsync(temporary)
+    step(f"{stage}:tmp_written")
     os.replace(temporary, final)
     _fsync(final.parent)
+    step(f"{stage}:renamed")
     return final.stat().st_size
+
+
+def _make_directories(directory: Path) -> None:
+    """mkdir -p, with each new directory's entry made durable in its parent (a renamed file
+    in a directory whose own entry was lost in a power cut would be lost with it)."""
+    if directory.is_dir():
+        return
+    _make_directories(directory.parent)
+    try:
+        directory.mkdir()
+    except FileExistsError:
+        return
+    _fsync(directory.parent)
 
 
 def _fsync(path: Path) -> None:
