@@ -1,10 +1,11 @@
-"""An export or a compaction caught in flight (a driver process stopped with SIGSTOP at a
-named step, warehouse.files.step) while this process reads, sweeps or deletes the project,
-on PostgreSQL, where these really run side by side (SQLite has one writer at a time: there
-the writer's lock would hold this process up).
+"""An export, a compaction or a rebuild caught in flight (a driver process stopped with
+SIGSTOP at a named step, warehouse.files.step) while this process reads, sweeps, stores
+events or deletes the project, on PostgreSQL, where these really run side by side (SQLite
+has one writer at a time: there the writer's lock would hold this process up).
 
 Readers read exactly throughout; the sweep never deletes a file whose writer may still
-commit; a project's deletion waits for the export in flight instead of racing it."""
+commit; events stored during a rebuild are neither lost nor doubled; a rebuild and a
+project's deletion wait for the export in flight instead of racing it."""
 
 import os
 import signal
@@ -15,9 +16,10 @@ import pytest
 from django.db import connection
 
 from accounts.models import Project
-from tests.warehouse.helpers import assert_exact, mirror_state, orphans
+from tests.warehouse.helpers import assert_exact, mirror_state, orphans, spread, store
 from warehouse.compact import mirror_sweep
 from warehouse.models import MirrorFile, Pending
+from warehouse.rebuild import mirror_rebuild
 from warehouse.snapshot import snapshot
 
 pytestmark = pytest.mark.usefixtures("postgres", "no_auto_export")
@@ -105,6 +107,31 @@ def test_a_reader_that_took_its_snapshot_during_a_compaction_reads_exactly_after
     state = mirror_state(project)
     assert_exact(state, stored=30)
     assert len(state["retired"]) == 3
+
+
+def test_events_stored_while_a_rebuild_is_in_flight_are_neither_lost_nor_doubled(driver, stopped):
+    rebuilt = seeded(driver, exports=[["export", {"limit": 10}]] * 2)  # 20 in files, 10 in the outbox
+    rebuild = stopped([["use", rebuilt], ["pause_at", "rebuild:before_commit"], ["rebuild"]])
+    store(rebuilt, spread(12, 1, user_prefix="new"), tag="during")
+    during = mirror_state(rebuilt)
+    assert_exact(during, stored=42)
+    assert during["pending"] == 22
+    assert resume(driver, rebuild)[-1] == ("rebuild", 42)  # 20 rewritten, the outbox's 22 exported
+    state = mirror_state(rebuilt)
+    assert_exact(state, stored=42)
+    assert state["pending"] == 0 and state["live_days"] == {"2024-03-10": 1}
+
+
+def test_a_rebuild_waits_for_an_export_in_flight_and_neither_loses_nor_doubles(driver, stopped):
+    project = seeded(driver)
+    exporter = stopped([["use", project], ["pause_at", "export:before_commit"], ["export"]])
+    rebuilding = in_thread(lambda: mirror_rebuild(project_id=project))
+    wait_for(lambda: lock_waiters() == 1 or not rebuilding.is_alive())  # it waits for the exporter
+    assert resume(driver, exporter)[-1] == ("export", 30)
+    assert rebuilding.outcome() == 30
+    state = mirror_state(project)
+    assert_exact(state, stored=30)
+    assert state["pending"] == 0 and state["live_days"] == {"2024-03-10": 1}
 
 
 def test_deleting_a_project_waits_for_its_export_in_flight(driver, stopped):

@@ -1,4 +1,4 @@
-"""Crash safety: a real process exporting, compacting or sweeping is killed with
+"""Crash safety: a real process exporting, compacting, rebuilding or sweeping is killed with
 SIGKILL between each two of its steps (warehouse.files.step); then nothing stored is lost or
 doubled for a reader, and the next run of the same work plus the sweep recover: orphaned
 files go once the grace period is over (not before), and a live file never does.
@@ -33,6 +33,13 @@ COMPACT_ORPHANS = {
     "compact:renamed": (1, 0),
     "compact:before_commit": (1, 0),
     "compact:committed": (0, 0),
+}
+REBUILD_ORPHANS = {
+    "rebuild:read": (0, 0),
+    "rebuild:tmp_written": (1, 1),
+    "rebuild:renamed": (1, 0),
+    "rebuild:before_commit": (3, 0),
+    "rebuild:committed": (0, 0),
 }
 
 
@@ -88,6 +95,25 @@ def test_a_compactor_killed_at_any_step_loses_and_doubles_nothing(driver, step):
     assert_exact(swept, stored=EVENTS)
     assert orphans(swept) == [] and swept["retired"] == []
     assert swept["live"] == compacted["live"] and swept["on_disk"] == sorted(swept["live"])
+
+
+@pytest.mark.parametrize("step", REBUILD_ORPHANS)
+def test_a_rebuild_killed_at_any_step_loses_and_doubles_nothing(driver, step):
+    setup = SEED + THREE_FILES_A_DAY[:2]  # 60 events in six files, 30 still in the outbox
+    project, crashed = _killed_at(driver, step, setup, [["rebuild"]])
+    assert_exact(crashed, stored=EVENTS)
+    assert crashed["pending"] == 30
+    assert _orphan_counts(crashed) == REBUILD_ORPHANS[step]
+    committed = step == "rebuild:committed"
+    assert crashed["live_days"] == (ALL_DAYS if committed else {day: 2 for day in ALL_DAYS})
+    assert len(crashed["retired"]) == (6 if committed else 0)
+
+    rebuilt, swept = states(driver.run([["use", project], ["rebuild"], ["state"], *FINAL_SWEEP]))
+    assert_exact(rebuilt, stored=EVENTS)
+    assert rebuilt["pending"] == 0 and rebuilt["live_days"] == ALL_DAYS
+    assert_exact(swept, stored=EVENTS)
+    assert orphans(swept) == [] and swept["retired"] == []
+    assert swept["on_disk"] == sorted(swept["live"])
 
 
 def test_a_sweep_killed_between_deleting_a_file_and_its_catalog_row_is_finished_by_the_next(driver):

@@ -1,17 +1,22 @@
 """Exactness: a snapshot reader counts every stored event exactly once (COUNT(*) and
 COUNT(DISTINCT id) over snap.events(), each row's fields checked against the events table)
 whether the events are in the outbox tail, in files, in compacted files, late (old
-timestamps landing in old partitions), or in files a compaction retired after the reader
-listed them."""
+timestamps landing in old partitions), in files a compaction retired after the reader
+listed them, or in a rebuilt mirror."""
 
+import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
 
 from events.models import Event
 from tests.warehouse.helpers import DAY_ONE, assert_exact, mirror_state, spread, store
 from warehouse.compact import mirror_sweep, partition_compact
 from warehouse.export import mirror_export, mirror_export_all
+from warehouse.models import MirrorFile
+from warehouse.rebuild import mirror_rebuild
 from warehouse.snapshot import snapshot
 
 pytestmark = pytest.mark.usefixtures("no_auto_export")
@@ -121,3 +126,56 @@ def test_a_reader_that_listed_files_before_a_compaction_reads_them_after_it(proj
     state = mirror_state(project.id)
     assert_exact(state, stored=102)
     assert state["retired"] == [] and state["on_disk"] == sorted(state["live"])
+
+
+def test_rebuild_mirror_rewrites_every_day_into_one_file_and_keeps_the_tail_exact(project, other_project):
+    store(project.id, spread(90, 3), tag="a")
+    store(other_project.id, spread(10, 2), tag="other")
+    mirror_export_all(project_id=other_project.id)
+    other_before = mirror_state(other_project.id)
+    for _ in range(2):
+        mirror_export(project_id=project.id, limit=30)
+    output = io.StringIO()
+    call_command("rebuild_mirror", project=project.id, stdout=output)
+    assert output.getvalue() == f"{project}: 90 events mirrored\n"
+    state = mirror_state(project.id)
+    assert_exact(state, stored=90)
+    assert state["pending"] == 0 and state["live_days"] == dict.fromkeys(DAYS, 1)
+    # Retired: the six old files, then per day the rebuilt file and the exported tail's, merged.
+    assert len(state["retired"]) == 6 + 3 * 2
+    assert mirror_state(other_project.id) == other_before
+
+
+def test_a_rebuild_repairs_a_lost_file_and_a_doubled_one(project):
+    store(project.id, spread(90, 3), tag="a")
+    for _ in range(3):
+        mirror_export(project_id=project.id, limit=30)
+    lost, doubled = MirrorFile.objects.filter(project=project).order_by("id")[:2]
+    (lost_path := project_path(lost)).unlink()
+    copy = doubled.path.replace(".parquet", "-copy.parquet")
+    project_path(doubled).with_name(copy.rsplit("/", 1)[1]).write_bytes(project_path(doubled).read_bytes())
+    MirrorFile.objects.create(project=project, day=doubled.day, path=copy, rows=doubled.rows, bytes=doubled.bytes)
+    broken = mirror_state(project.id)
+    assert "read_error" in broken and broken["live_missing_on_disk"] == [lost.path]
+    assert not lost_path.exists()
+    lost.delete()  # the reader sees a catalog without the lost file: 30 - 10 read, 10 twice
+    broken = mirror_state(project.id)
+    assert (broken["missing"], broken["doubled"]) == (lost.rows, doubled.rows)
+
+    assert mirror_rebuild(project_id=project.id) == 90
+    state = mirror_state(project.id)
+    assert_exact(state, stored=90)
+    assert state["live_days"] == dict.fromkeys(DAYS, 1)
+
+
+def project_path(mirror_file):
+    return settings.ANALYTICS_DIR / mirror_file.path
+
+
+def test_rebuild_mirror_of_an_unknown_project_is_refused_and_changes_nothing(project):
+    store(project.id, spread(10, 2), tag="a")
+    mirror_export(project_id=project.id, limit=5)
+    before = mirror_state(project.id)
+    with pytest.raises(CommandError, match="No project with id"):
+        call_command("rebuild_mirror", project=project.id + 1000)
+    assert mirror_state(project.id) == before
