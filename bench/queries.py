@@ -371,6 +371,7 @@ class Mirror:
         }
         con = duckdb.connect(":memory:", config=config)
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")  # stdout is the report's
         return con
 
 
@@ -610,6 +611,7 @@ def measure_size(size: int, tree: Path) -> dict:
     log = BENCH_DIR / str(size) / "web.log"
     web = Web(tree, env, log)
     result = {"seeded": seeded, "engine": engine, "timezone": tz_name, "last_day": last.isoformat(), "questions": {}}
+    result["load_before"] = os.getloadavg()
     try:
         key = api_key(tree, env, size)
         if api("GET", "/api/v1/project", key)[1] != 200:  # a key of an older database
@@ -669,6 +671,7 @@ def measure_size(size: int, tree: Path) -> dict:
         result["web_memory_mb"]["peak_whole_run"] = round(web.memory_kb()["VmHWM"] / 1024)
     finally:
         web.stop()
+    result["load_after"] = os.getloadavg()
     result["storage"] = storage(db, files, size)
     return result
 
@@ -765,7 +768,8 @@ def print_size(size: int, r: dict) -> None:
     reused = "reused" if r["seeded"]["reused"] else f"seeded in {r['seeded'].get('seed_s')} s"
     print(
         f"\n{size:,} events: {r['seeded']['database']} ({reused}), ranges ending {r['last_day']} ({r['timezone']}), "
-        f"DuckDB {engine['memory_limit']} / {engine['threads']} threads on both sides; median of {RUNS}, cold, ms"
+        f"DuckDB {engine['memory_limit']} / {engine['threads']} threads on both sides; median of {RUNS}, cold, ms; "
+        f"load average {r['load_before'][0]:.2f} -> {r['load_after'][0]:.2f}"
     )
     print(f"{'question':52}{'ours, HTTP':>11}{'SQL':>9}{'ours/SQL':>10}  {'answers':9}target")
     for question, q in r["questions"].items():
