@@ -29,6 +29,9 @@ What this class changes, with RQ's own machinery doing the rest:
   worker alone) stops and releases its lock; one that hits a Redis error waits and carries
   on instead of dying, and RQ's maintenance restarts it if it died anyway.
 - After Redis errors the worker retries every 2 s at most, not with a backoff up to 60 s.
+- Every MIRROR_MAINTENANCE_INTERVAL the maintenance also runs the column store's
+  (warehouse.jobs.mirror_maintain): exports for outbox rows whose export was never queued,
+  and the sweep of retired and orphaned Parquet files. Its errors never stop the worker.
 - Right after Redis itself (re)started, keys may have expired while it was down and live
   workers may not have beaten yet: no one is declared dead until Redis has been up for
   longer than LIVENESS_TTL.
@@ -67,6 +70,7 @@ DEQUEUE_TIMEOUT = 1  # RQ's default: worker_ttl - 15 = 405
 MAINTENANCE_LOCK_TTL = 60  # RQ's: 899 s, so a worker killed while cleaning blocked cleaning for 15 min
 STUCK_IN_INTERMEDIATE = timedelta(seconds=5)  # RQ's: 1 minute
 SCHEDULER_RELOCK_INTERVAL = 2.0  # a scheduler without its lock tries again this often; RQ's: 120 s
+MIRROR_MAINTENANCE_INTERVAL = 10.0  # seconds between the column store's maintenance rounds
 
 
 def worker_is_gone(connection, worker_name: str) -> bool:
@@ -147,6 +151,7 @@ class RecoveringWorker(SimpleWorker):
         self._beats_stopped = threading.Event()
         self._beat_thread: threading.Thread | None = None
         self._next_group_cleaning = 0.0
+        self._next_mirror_maintenance = 0.0
 
     @property
     def dequeue_timeout(self) -> int:
@@ -226,6 +231,22 @@ class RecoveringWorker(SimpleWorker):
             super().run_maintenance_tasks()
         except REDIS_DOWN as exc:  # RQ's work loop would quit on it; the next round retries
             self.log.warning("Worker %s: maintenance skipped, Redis unavailable: %s", self.name, exc)
+        self.maintain_mirror()
+
+    def maintain_mirror(self) -> None:
+        """The column store's maintenance (warehouse.jobs.mirror_maintain: exports for outbox
+        rows nobody scheduled, the sweep), every MIRROR_MAINTENANCE_INTERVAL. Whatever it
+        raises (the database away, a disk error) is logged: the worker goes on, and the next
+        round tries again."""
+        if time.monotonic() < self._next_mirror_maintenance:
+            return
+        self._next_mirror_maintenance = time.monotonic() + MIRROR_MAINTENANCE_INTERVAL
+        from warehouse.jobs import mirror_maintain  # Django is set up by the time work starts
+
+        try:
+            mirror_maintain()
+        except Exception as exc:  # noqa: BLE001 - the worker must outlive any error here
+            self.log.warning("Worker %s: mirror maintenance failed: %s: %s", self.name, type(exc).__name__, exc)
 
     def clean_group_registries(self):
         # Groups (unused here) keep RQ's cadence, and their log line with it.

@@ -4,9 +4,13 @@ After events are stored, `export_schedule` queues one export of the project: in 
 marker key keeps it to one queued export per project at a time (the job clears the marker
 before it reads the outbox, so events stored while it runs get an export of their own). An
 export that finds partitions with many small files compacts them. The worker's maintenance
-(`mirror_maintain`) queues exports for anything left in the outbox (a schedule lost to a
-Redis outage) and sweeps retired and orphaned files.
+(`mirror_maintain`, every few seconds) queues exports for anything left in the outbox (a
+schedule lost to a Redis outage or a crash, an inline export that failed) and sweeps
+retired and orphaned files. Without a worker (the embedded default) an export runs that
+maintenance itself, at most every MAINTENANCE_INTERVAL seconds.
 """
+
+import time
 
 import structlog
 from django.core.cache import cache
@@ -19,6 +23,8 @@ from warehouse.export import EXPORT_BATCH, mirror_export
 logger = structlog.get_logger(__name__)
 EXPORT_JOB = "warehouse.jobs.export_mirror"
 MARKER_TTL = 60
+MAINTENANCE_INTERVAL = 60.0  # seconds between maintenances run by exports (a worker's run anyway)
+_next_maintenance = 0.0
 
 
 def _marker(project_id: int) -> str:
@@ -29,22 +35,32 @@ def export_schedule(project_id: int) -> None:
     """Queues an export of the project's outbox (best effort: the maintenance catches up)."""
     from events.queueing import JOB_OPTIONS, RETRY, ingest_queue
 
+    marked = False
     try:
         queue = ingest_queue()
-        if queue.is_async and not cache.add(_marker(project_id), 1, MARKER_TTL):
-            return  # one is queued and has not started yet
+        if queue.is_async:
+            if not cache.add(_marker(project_id), 1, MARKER_TTL):
+                return  # one is queued and has not started yet
+            marked = True
         queue.enqueue(EXPORT_JOB, project_id, retry=RETRY, description=f"export events of {project_id}", **JOB_OPTIONS)
     except REDIS_DOWN as exc:
         logger.warning("mirror_export_not_scheduled", project_id=project_id, error=type(exc).__name__)
+        if marked:  # no job holds it: let the next schedule (or the maintenance) through
+            _marker_clear(project_id)
 
 
-def export_mirror(project_id: int) -> int:
-    if not connection.in_atomic_block:
-        close_old_connections()
+def _marker_clear(project_id: int) -> None:
     try:
         cache.delete(_marker(project_id))
     except REDIS_DOWN:
-        pass
+        pass  # it expires after MARKER_TTL
+
+
+def export_mirror(project_id: int) -> int:
+    """Exports the project's whole outbox, compacts the days that need it. Idempotent."""
+    if not connection.in_atomic_block:
+        close_old_connections()
+    _marker_clear(project_id)
     total, days = 0, set()
     while True:
         exported, written = mirror_export(project_id=project_id)
@@ -53,11 +69,17 @@ def export_mirror(project_id: int) -> int:
             break
     for day in partitions_to_compact(project_id=project_id, days=days):
         partition_compact(project_id=project_id, day=day)
+    if time.monotonic() >= _next_maintenance:
+        mirror_maintain()
     return total
 
 
 def mirror_maintain() -> None:
     """Queues an export for every project with events in the outbox; sweeps old files."""
+    global _next_maintenance
+    _next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL  # first: its exports may call it
+    if not connection.in_atomic_block:
+        close_old_connections()  # a worker's connection may have died since its last job
     with connection.cursor() as cursor:
         cursor.execute("SELECT DISTINCT project_id FROM warehouse_pending")
         projects = [row[0] for row in cursor.fetchall()]

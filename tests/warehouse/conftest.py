@@ -93,3 +93,25 @@ def driver(request, transactional_db, tmp_path, _own_mirror_directory) -> Driver
         env["DATA_DIR"] = str(tmp_path)
         env.pop("DATABASE_URL", None)
     return Driver(env, analytics_dir)
+
+
+@pytest.fixture
+def worker_settings(redis_url, monkeypatch, settings):
+    """This process and the rqworker it starts share the queue and the cache namespace (so
+    an export job clears the marker its schedule set): one deployment name for both."""
+    name = "warehouse-tests"
+    monkeypatch.setenv("DEPLOYMENT_NAME", name)
+    settings.REDIS_URL = redis_url
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": f"ap:{name}",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
+        }
+    }
+    from django.core.cache import cache
+
+    cache.clear()
+    yield redis_url
+    cache.clear()
