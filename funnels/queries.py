@@ -7,54 +7,64 @@ stored, and one event fills at most one step. Every step-1 event inside the rang
 attempt; the user counts at the furthest step any attempt reaches, and the earliest such
 attempt, with the earliest step times among its paths, is the one reported.
 
-How, in one SQL statement (funnels/sql.py), with window functions over each user's rows:
+How, in one DuckDB statement over one snapshot of the mirror (funnels/sql.py), the same in
+both deployment modes:
 
-1. A match flag per step (event name and property filters, evaluated in SQL).
-2. Backwards dynamic programming, one level per step: for each row that can fill step k and
-   each target step K >= k, `b[K][k]` = the earliest time at which steps k..K can be
-   completed starting from this row = min of `b[K][k+1]` over the rows that may fill step
-   k+1 next (later in (t, id) order; within the step's `timeWindow`; in strict order only at
-   the same timestamp or the user's next one). An attempt starting at s reaches K iff
-   b[K][1](s) <= s + conversionWindow: the window bounds the completion time, and everything
-   in between lies between the start and the completion.
-   Ordered funnels run levels n-1..2 on the "skeleton" only (the rows that can fill steps
-   2..n, typically a small share), then sort the step-1 rows of the range together with the
-   step-2 rows for the single level-1 pass; strict funnels need every event of the user
-   (any of them breaks an attempt), so all levels run over all of them.
-3. Per user: the earliest start reaching each K (a `min` of the packed (time, id, breakdown
-   value)); the furthest K with a start wins, with its earliest start.
-4. The reported path of that attempt: each step takes the first row after the previous step
-   that satisfies the step's constraints and from which the furthest step can still be
-   completed in time (b[K][k] <= start + window). These "candidate" rows are few (winning
-   users, inside their winning window, feasible), so this last greedy walk is done here.
+1. A match flag per step (event name, and property filters on the JSON text).
+2. For each row that can fill step k and each target step K >= k, `b[K][k]` = the earliest
+   time at which steps k..K can be completed starting from this row = min of `b[K][k+1]`
+   over the rows that may fill step k+1 next (later in (t, id) order; within the step's
+   `timeWindow`; in strict order only at the same timestamp or the user's next one). An
+   attempt starting at s reaches K iff b[K][1](s) <= s + conversionWindow: the window
+   bounds the completion time, and everything in between lies between the start and the
+   completion. Levels n..2 run on the "skeleton" only (the rows that can fill steps 2..n,
+   typically a small share); the many starts then take level 1 from the step-2 rows.
+   - Ordered funnels without `timeWindow`s (the common case): the minimum is always the
+     first matching row after this one, so each level is an ASOF join on (t, id) to the
+     next step's rows, and the starts' ASOF join to the step-2 rows gives each attempt its
+     path outright (each step takes the next matching event).
+   - Otherwise window functions over each user's rows (ranges of `timeWindow` µs; strict
+     funnels first rank the distinct timestamps of all of the user's events).
+3. Per user: the furthest attempt, the earliest among equals (a `min` over (-reached, t, id)).
+4. The reported path of that attempt, where step 2 did not give it: each step takes the first
+   row after the previous step that satisfies the step's constraints and from which the
+   furthest step can still be completed in time (b[K][k] <= start + window), one join per
+   step against the winners' rows inside their winning window.
+5. The step figures (users per step; sum and median of the time from the previous step),
+   per breakdown group too, are aggregated in the same statement; the breakdown value is
+   read from the winning step-1 events only.
 
-Complexity, with S step-1 rows, R skeleton rows (A = all of the user's events in the span for
-strict funnels) and n steps: ordered, a sort of R plus n-2 linear window passes over R, then
-one sort of S + R and one linear pass (`ROWS UNBOUNDED PRECEDING` running minimums); strict,
-a sort of A and n linear passes over A. A step with a `timeWindow` makes its pass
-O(rows x rows within that window). O(n^2) columns per row. On PostgreSQL the users are
-split by hash into FUNNEL_PARALLELISM parts run on as many connections at once. At 10M events
-(S = 4.8M, R = 0.9M, 2 cores) this is ~12 s cold: see bench/README.md for the profile.
+Users are keyed by a 64-bit hash of user_id; a hash shared by two user_ids is detected and
+the statement reruns keyed by user_id (funnels.sql.HASHED_KEY). Complexity, with S step-1
+rows, R skeleton rows and n steps: ordered without timeWindows, n - 1 ASOF joins (sorts of
+R, and one of S + R) and a hash aggregate of S; with timeWindows, n - 1 window passes (O(rows
+x rows within the window) where a step has one) over R, one over S + R; strict, one more
+sort of all of the user's events in the span. At 10M events (S = 3.5M, R = 0.6M, 2 cores):
+see bench/README.md (issue 11).
 """
 
 import json
-import statistics
-from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-from django.conf import settings
-from django.db import connection
 
 from analytics_platform.buckets import local_iso
 from analytics_platform.dates import iso_utc, parse_range
 from analytics_platform.errors import InvalidInput
 from analytics_platform.queries import QueryRunner, cursor_decode, cursor_encode, whole_param
 from funnels.selectors import funnel_get
-from funnels.sql import EPOCH, US, funnel_sql
+from funnels.sql import (
+    EPOCH,
+    EXACT_KEY,
+    HASHED_KEY,
+    TOP_BREAKDOWN,
+    US,
+    Funnel,
+    Relations,
+    outcomes_statement,
+    table_statement,
+)
+from warehouse.snapshot import snapshot
 
-TOP_BREAKDOWN = 10
 OTHER = "Other"
 USERS_LIMIT, USERS_MAX_LIMIT = 100, 1000
 STATUSES = ("converted", "dropped")
@@ -74,23 +84,14 @@ class FunnelParams:
 
 @dataclass
 class Outcome:
-    """One user's best attempt: step times in microseconds (times[0] = entry)."""
+    """One user's best attempt: step times in µs since the epoch (times[0] = entry)."""
 
     times: list[int]
-    value: object = None  # the breakdown property on the step-1 event (JSON text, None if absent)
+    value: str | None = None  # the breakdown property on the step-1 event (JSON text, None if absent)
 
     @property
     def reached(self) -> int:
         return len(self.times)
-
-
-@dataclass
-class _Row:
-    t: int
-    id: int
-    gi: int
-    matches: list[int]  # m2..mn
-    completes: list  # c2..cn
 
 
 def _funnel_params(runner, raw, *, breakdown=None) -> FunnelParams:
@@ -108,97 +109,37 @@ def _funnel_params(runner, raw, *, breakdown=None) -> FunnelParams:
     )
 
 
-def _parallelism() -> int:
-    """PostgreSQL runs each part of the statement in one process: split the users into
-    FUNNEL_PARALLELISM parts (a power of two) on as many connections. Inside a transaction
-    (tests) the other connections would not see its rows: one part."""
-    wanted = settings.FUNNEL_PARALLELISM
-    if connection.vendor != "postgresql" or connection.in_atomic_block or wanted < 2:
-        return 1
-    return 1 << (wanted.bit_length() - 1)
-
-
-def _fetch(statement) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(statement.sql, statement.params)
-        return cursor.fetchall()
-
-
-def _fetch_in_thread(statement) -> list[tuple]:
-    try:
-        return _fetch(statement)
-    finally:
-        connection.close()  # this thread's connection, back to the pool
+def _fetch(project_id: int, p: FunnelParams, statement) -> list[tuple]:
+    """Runs `statement(funnel, relations, key=...)` over one snapshot of the project's events
+    in [start, end + window]; rows start with `collided` (see funnels.sql.HASHED_KEY)."""
+    funnel = Funnel(p.steps, p.window, p.order == "strict", p.start, p.end, p.breakdown)
+    span_end = p.end + timedelta(seconds=p.window, microseconds=1)  # the window is inclusive
+    with snapshot(project_id, p.start, span_end) as snap:
+        relations = Relations(span=snap.events(p.start, span_end), entries=snap.events(p.start, p.end))
+        for key in (HASHED_KEY, EXACT_KEY):
+            built = statement(funnel, relations, key=key)
+            rows = snap.fetch(built.sql, built.params)
+            if not any(row[0] for row in rows):
+                break
+    return rows
 
 
 def outcomes(*, project_id: int, p: FunnelParams) -> dict[str, Outcome]:
     """Every entering user's best attempt (see the module docstring)."""
-    steps, n = p.steps, len(p.steps)
-    strict = p.order == "strict"
-    parts = _parallelism()
-    statements = [
-        funnel_sql(
-            project_id=project_id,
-            steps=steps,
-            window=p.window,
-            strict=strict,
-            start=p.start,
-            end=p.end,
-            breakdown=p.breakdown,
-            part=(index, parts) if parts > 1 else None,
-        )
-        for index in range(parts)
-    ]
-    if parts == 1:
-        rows = _fetch(statements[0])
-    else:  # users split by hash, each part on its own connection (the parts share no user)
-        with ThreadPoolExecutor(parts) as pool:
-            rows = [row for part_rows in pool.map(_fetch_in_thread, statements) for row in part_rows]
-    winners: dict[str, tuple[int, int, int, object]] = {}
-    candidates: dict[str, list[_Row]] = defaultdict(list)
-    for u, rn, reached, win, is_cand, t, pk, gi, *rest in rows:
-        if rn == 1 and win:
-            winners[u] = (int(reached), int(win[:20]), int(win[20:40]), win[40:] or None)
-        if is_cand:
-            candidates[u].append(_Row(int(t), int(pk), int(gi), list(rest[: n - 1]), list(rest[n - 1 :])))
-    result = {}
-    window = p.window * US
-    for user, (reached, start_t, start_id, value) in winners.items():
-        times = [start_t]
-        if reached >= 2:
-            mine = sorted(candidates[user], key=lambda r: (r.t, r.id))
-            # the start row is a candidate only in strict funnels (which need its timestamp rank)
-            prev = next((r for r in mine if r.id == start_id), None) or _Row(start_t, start_id, 0, [], [])
-            deadline = start_t + window
-            for k in range(2, reached + 1):
-                gap = steps[k - 1].get("timeWindow")
-                prev = next(
-                    r
-                    for r in mine
-                    if (r.t, r.id) > (prev.t, prev.id)
-                    and r.matches[k - 2]
-                    and r.completes[k - 2] is not None
-                    and r.completes[k - 2] <= deadline
-                    and (gap is None or r.t - prev.t <= gap * US)
-                    and (not strict or r.gi in (prev.gi, prev.gi + 1))
-                )
-                times.append(prev.t)
-        result[user] = Outcome(times, value)
-    return result
+    rows = _fetch(project_id, p, outcomes_statement)
+    return {user: Outcome(list(times[:reached]), value) for _, user, reached, value, *times in rows}
 
 
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
-def step_table(steps: list[dict], results) -> list[dict]:
-    """The API's per-step figures from users' outcomes."""
-    results = list(results)
-    users = [sum(1 for o in results if o.reached >= k) for k in range(1, len(steps) + 1)]
+def _step_table(steps: list[dict], figures) -> list[dict]:
+    """The API's per-step figures from a row of table_statement (after collided, grp, value):
+    users1, then per step k >= 2 users{k}, the sum and the median (µs) of the time from
+    step k-1."""
+    users = [figures[0], *(figures[1 + 3 * (k - 2)] for k in range(2, len(steps) + 1))]
     table = []
     for k, step in enumerate(steps):
-        gaps = [(o.times[k] - o.times[k - 1]) / US for o in results if o.reached > k] if k else []
+        total, median = (figures[2 + 3 * (k - 1)], figures[3 + 3 * (k - 1)]) if k else (None, None)
         previous = users[k - 1] if k else users[0]
+        reached = k and users[k]
         table.append(
             {
                 "step": k + 1,
@@ -207,8 +148,8 @@ def step_table(steps: list[dict], results) -> list[dict]:
                 "conversionRate": users[k] / users[0] if users[0] else 0.0,
                 "stepConversionRate": users[k] / previous if previous else 0.0,
                 "dropOff": users[k - 1] - users[k] if k else 0,
-                "avgTimeToConvertSeconds": sum(gaps) / len(gaps) if gaps else None,
-                "medianTimeToConvertSeconds": _median(gaps),
+                "avgTimeToConvertSeconds": int(total) / (users[k] * US) if reached else None,
+                "medianTimeToConvertSeconds": median / US if reached else None,
             }
         )
     return table
@@ -231,9 +172,10 @@ class FunnelQuery(QueryRunner):
 
     def calculate(self) -> dict:
         p = self.params
-        results = outcomes(project_id=self.project.id, p=p)
-        self.rows = len(results)
-        table = step_table(p.steps, results.values())
+        rows = _fetch(self.project.id, p, table_statement)
+        self.rows = len(rows)
+        (_, _, _, *figures), *groups = rows  # all entrants first, then each breakdown group
+        table = _step_table(p.steps, figures)
         body = {
             "funnelId": p.funnel_id,
             "name": p.name,
@@ -245,30 +187,18 @@ class FunnelQuery(QueryRunner):
             "overallConversionRate": _overall(table),
         }
         if p.breakdown is not None:
-            body["breakdown"] = _breakdown(p.steps, results.values())
+            body["breakdown"] = [_group(p.steps, *row) for row in groups]
         return body
 
 
-def _breakdown(steps, results) -> list[dict]:
-    groups: dict[str | None, list[Outcome]] = defaultdict(list)
-    for outcome in results:
-        groups[outcome.value].append(outcome)
-    ranked = sorted(groups, key=lambda v: (-len(groups[v]), v is None, v or ""))
-    out = []
-    for value in ranked[:TOP_BREAKDOWN]:
-        table = step_table(steps, groups[value])
-        out.append(
-            {
-                "value": None if value is None else json.loads(value),
-                "steps": table,
-                "overallConversionRate": _overall(table),
-            }
-        )
-    rest = [o for value in ranked[TOP_BREAKDOWN:] for o in groups[value]]
-    if rest:
-        table = step_table(steps, rest)
-        out.append({"value": OTHER, "steps": table, "overallConversionRate": _overall(table)})
-    return out
+def _group(steps, _collided, grp, value, *figures) -> dict:
+    """A breakdown group: a value of the property (JSON text, None if absent), or the rest."""
+    table = _step_table(steps, figures)
+    if grp > TOP_BREAKDOWN:
+        shown = OTHER
+    else:
+        shown = None if value is None else json.loads(value)
+    return {"value": shown, "steps": table, "overallConversionRate": _overall(table)}
 
 
 @dataclass(frozen=True)

@@ -1,383 +1,462 @@
-"""The funnel's SQL, generated per funnel for SQLite and PostgreSQL (the algorithm is
-described in funnels/queries.py). Times are integer microseconds since the epoch, so window
-frames can be numeric ranges in both databases."""
+"""The funnel statement in the column engine's SQL (DuckDB), composed per funnel from small
+named fragments with named parameters ($p0, $p1, ...). funnels/queries.py describes the
+algorithm; this module writes it.
 
-import json
+Rows carry `h` (the user key, USER_KEY below), `u` (user_id), `id` (the tie-break for equal
+timestamps), `t` (µs since the epoch) and `m{k}`: the row can fill step k (event name and
+property filters). The dynamic programming's `b{K}_{k}` is the earliest time steps k..K can
+be completed when this row fills step k (NULL when they cannot).
+
+Properties are JSON text: a filter reads the property's JSON value once
+(`json_extract(properties, <JSON Pointer>)`, so any key is exact, quotes, dots and slashes
+included) and compares it by JSON type as the reference does: numbers only with numbers
+(integers exactly, as HUGEINT; otherwise as doubles), strings only with strings, booleans and
+null only with themselves, arrays and objects member by member (so 1 == 1.0 at any depth).
+"""
+
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-
-from django.db import connection
-
-from analytics_platform.sql import ts
 
 US = 1_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+# Users are partitioned by a 64-bit hash of user_id: the engine sorts, partitions and groups
+# integers about twice as fast as strings. Two users with one hash would share a timeline,
+# so every statement also reports whether a hash covered two user_ids (`collided`); the
+# runner then runs it again keyed by user_id itself (EXACT_KEY).
+HASHED_KEY = "hash(e.user_id)"
+EXACT_KEY = "e.user_id"
 
-def _pg() -> bool:
-    return connection.vendor == "postgresql"
+
+class Params:
+    """A statement's named parameters, collected while it is composed."""
+
+    def __init__(self):
+        self.values: dict[str, object] = {}
+
+    def __call__(self, value) -> str:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return f"${name}"
+
+
+def to_micros(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
 
 
 # ------------------------------------------------------------------ property predicates
 
 
-@dataclass(frozen=True)
-class Prop:
-    """SQL for one property of `e.properties`: its JSON type, its scalar value, its JSON text."""
-
-    type: str
-    value: str
-    json: str
-    params: list
-
-    @classmethod
-    def of(cls, key: str) -> "Prop":
-        if _pg():
-            return cls(
-                "jsonb_typeof(e.properties -> %s)", "(e.properties ->> %s)", "((e.properties -> %s)::text)", [key]
-            )
-        if '"' not in key:
-            path = '$."' + key + '"'
-            return cls("json_type(e.properties, %s)", "json_extract(e.properties, %s)", "(e.properties -> %s)", [path])
-        # SQLite's JSON paths cannot quote a '"' inside a key: look the key up by name instead
-        each = "(SELECT {} FROM json_each(e.properties) j WHERE j.key = %s)"
-        as_json = (
-            "CASE j.type WHEN 'text' THEN json_quote(j.value) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
-            "WHEN 'null' THEN 'null' ELSE CAST(j.value AS TEXT) END"
-        )
-        return cls(each.format("j.type"), each.format("j.value"), each.format(as_json), [key])
-
-    def is_string(self) -> tuple[str, list]:
-        return f"{self.type} = %s", [*self.params, "string" if _pg() else "text"]
-
-    def is_number(self) -> str:
-        return f"{self.type} = 'number'" if _pg() else f"{self.type} IN ('integer', 'real')"
+def json_pointer(*keys) -> str:
+    """RFC 6901: '/'-separated object keys or array indexes, '~' and '/' escaped."""
+    return "".join("/" + str(key).replace("~", "~0").replace("/", "~1") for key in keys)
 
 
 def _is_number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _equals(prop: Prop, value) -> tuple[str, list]:
-    """JSON equality: 1 == 1.0, "1" != 1, true != 1 (API.md, "Funnels")."""
-    p = prop.params
+def _compare_number(json: str, op: str, number, q: Params) -> str:
+    """`json` (a JSON value, NULL when absent) <op> number; FALSE unless `json` is a number.
+    An integer compares exactly with JSON integers (json_type UBIGINT/BIGINT; longer ones
+    are read as DOUBLE), as a double otherwise."""
+    value = q(number)
+    kind = f"json_type({json})"
+    if isinstance(number, int):
+        return (
+            f"(CASE {kind} WHEN 'UBIGINT' THEN TRY_CAST({json} AS HUGEINT) {op} {value} "
+            f"WHEN 'BIGINT' THEN TRY_CAST({json} AS HUGEINT) {op} {value} "
+            f"WHEN 'DOUBLE' THEN TRY_CAST({json} AS DOUBLE) {op} {value} ELSE FALSE END)"
+        )
+    number = f"{kind} IN ('UBIGINT', 'BIGINT', 'DOUBLE')"
+    return f"(CASE WHEN {number} THEN TRY_CAST({json} AS DOUBLE) {op} {value} ELSE FALSE END)"
+
+
+def _equals(json: str, value, q: Params) -> str:
+    """JSON equality of `json` with `value` (1 == 1.0, "1" != 1, true != 1; API.md, "Funnels");
+    NULL or FALSE when it does not hold."""
     if isinstance(value, bool):
-        if _pg():
-            return f"({prop.type} = 'boolean' AND {prop.value} = %s)", [*p, *p, "true" if value else "false"]
-        return f"{prop.type} = %s", [*p, "true" if value else "false"]
+        return f"({json} = {'true' if value else 'false'!r})"
     if value is None:
-        return f"{prop.type} = 'null'", [*p]
+        return f"({json} = 'null')"
     if _is_number(value):
-        if _pg():
-            return f"(CASE WHEN {prop.is_number()} THEN {prop.value}::float8 = %s ELSE FALSE END)", [*p, *p, value]
-        return f"({prop.is_number()} AND {prop.value} = %s)", [*p, *p, value]
+        return _compare_number(json, "=", value, q)
     if isinstance(value, str):
-        check, check_params = prop.is_string()
-        return f"({check} AND {prop.value} = %s)", [*check_params, *p, value]
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    if _pg():
-        return "(e.properties -> %s) = %s::jsonb", [*p, text]
-    return f"(json({prop.json}) = json(%s))", [*p, text]
+        return f"(json_type({json}) = 'VARCHAR' AND ({json} ->> '$') = {q(value)})"
+    if isinstance(value, list):
+        parts = [f"json_type({json}) = 'ARRAY'", f"json_array_length({json}) = {q(len(value))}"]
+        parts += [_equals(f"json_extract({json}, {q(json_pointer(i))})", item, q) for i, item in enumerate(value)]
+    else:  # an object: as many keys, each equal (stored objects have no repeated keys)
+        parts = [f"json_type({json}) = 'OBJECT'", f"len(json_keys({json})) = {q(len(value))}"]
+        parts += [_equals(f"json_extract({json}, {q(json_pointer(key))})", item, q) for key, item in value.items()]
+    return "(" + " AND ".join(parts) + ")"
 
 
-def filter_predicate(key: str, spec) -> tuple[str, list]:
-    """One step filter (validated by funnels.serializers) as a boolean SQL expression."""
-    prop = Prop.of(key)
+COMPARISONS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def filter_predicate(json: str, spec, q: Params) -> str:
+    """One step filter (validated by funnels.serializers) on the property's JSON value `json`
+    (NULL when the event lacks it); NULL counts as FALSE."""
     if not isinstance(spec, dict):
         spec = {"op": "eq", "value": spec}
     op, value = spec["op"], spec.get("value")
-    p = prop.params
     if op == "eq":
-        return _equals(prop, value)
-    if op == "neq":
-        sql, params = _equals(prop, value)
-        return f"NOT COALESCE({sql}, FALSE)", params
+        return _equals(json, value, q)
+    if op == "neq":  # also true when the property is absent
+        return f"NOT COALESCE({_equals(json, value, q)}, FALSE)"
     if op == "in":
-        parts = [_equals(prop, v) for v in value]
-        if not parts:
-            return "FALSE", []
-        return "(" + " OR ".join(sql for sql, _ in parts) + ")", [x for _, params in parts for x in params]
-    if op == "exists":
-        present = f"({prop.type} IS NOT NULL AND {prop.type} <> 'null')"
-        return (present if value else f"NOT {present}"), [*p, *p]
-    if op == "contains":
-        check, check_params = prop.is_string()
-        find = "strpos({}, %s) > 0" if _pg() else "instr({}, %s) > 0"
-        return f"(CASE WHEN {check} THEN {find.format(prop.value)} ELSE FALSE END)", [*check_params, *p, value]
-    compare = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
-    number = f"{prop.value}::float8" if _pg() else prop.value
-    return f"(CASE WHEN {prop.is_number()} THEN {number} {compare} %s ELSE FALSE END)", [*p, *p, value]
+        return "(" + " OR ".join(_equals(json, item, q) for item in value) + ")" if value else "FALSE"
+    if op == "exists":  # present and not null
+        present = f"COALESCE({json} <> 'null', FALSE)"
+        return present if value else f"NOT {present}"
+    if op == "contains":  # a case-sensitive substring of a string
+        return f"(json_type({json}) = 'VARCHAR' AND contains({json} ->> '$', {q(value)}))"
+    return _compare_number(json, COMPARISONS[op], value, q)
 
 
-def step_predicate(step: dict) -> tuple[str, list]:
-    sql, params = "e.event_name = %s", [step["eventName"]]
-    for key, spec in (step.get("filters") or {}).items():
-        part, part_params = filter_predicate(key, spec)
-        sql += f" AND {part}"
-        params += part_params
-    return sql, params
+class Properties:
+    """`json_extract(e.properties, <pointer>)` per property name, one parameter each, so an
+    expression used twice is the same expression (the engine computes it once)."""
+
+    def __init__(self, q: Params):
+        self.q = q
+        self.pointers: dict[str, str] = {}
+
+    def __call__(self, key: str) -> str:
+        if key not in self.pointers:
+            self.pointers[key] = self.q(json_pointer(key))
+        return f"json_extract(e.properties, {self.pointers[key]})"
+
+
+def step_predicate(step: dict, q: Params, props: Properties) -> str:
+    """Whether event `e` can fill the step: its name, then (only for that name) its filters."""
+    name = f"e.event_name = {q(step['eventName'])}"
+    filters = [filter_predicate(props(key), spec, q) for key, spec in (step.get("filters") or {}).items()]
+    if not filters:
+        return name
+    return f"(CASE WHEN {name} THEN COALESCE({' AND '.join(filters)}, FALSE) ELSE FALSE END)"
 
 
 # ------------------------------------------------------------------ the statement
 
 
-def _micros(column: str) -> str:
-    if _pg():  # exact: the epoch in seconds is a double with well under a microsecond of error
-        return f"(date_part('epoch', {column}) * 1000000)::bigint"
-    # SQLite keeps 'YYYY-MM-DD HH:MM:SS[.ffffff]' in UTC
-    seconds = f"CAST(strftime('%%s', {column}) AS INTEGER)"
-    return f"({seconds} * 1000000 + CAST(substr({column} || '.000000', 21, 6) AS INTEGER))"
-
-
-def _lesser(a: str, b: str) -> str:
-    """The smaller of two nullable values (NULL only when both are)."""
-    return f"(CASE WHEN {a} IS NULL THEN {b} WHEN {b} IS NULL OR {a} <= {b} THEN {a} ELSE {b} END)"
-
-
-def _pack(t: str, pk: str, prop: str) -> str:
-    """(time, id, breakdown value) as text whose order is (time, id): `min` picks the earliest."""
-    if _pg():
-        return f"(lpad({t}::text, 20, '0') || lpad({pk}::text, 20, '0') || COALESCE({prop}, '')) COLLATE \"C\""
-    return f"(printf('%%020d%%020d', {t}, {pk}) || COALESCE({prop}, ''))"
-
-
-def _int(text: str) -> str:
-    return f"CAST({text} AS bigint)" if _pg() else f"CAST({text} AS INTEGER)"
-
-
 @dataclass(frozen=True)
-class FunnelSQL:
-    sql: str
-    params: list
-
-
-@dataclass(frozen=True)
-class Spec:
-    project_id: int
+class Funnel:
     steps: list
     window: int  # seconds
+    strict: bool
     start: datetime
     end: datetime
     breakdown: str | None
-    part: tuple[int, int] | None = None  # (index, count): only the users hashed to this part
-
-    @property
-    def users(self) -> str:
-        """The extra condition selecting this part's users (PostgreSQL's hashtext; count is a
-        power of two), or nothing."""
-        if self.part is None:
-            return ""
-        index, count = self.part
-        return f" AND (hashtext(e.user_id) & {int(count) - 1}) = {int(index)}"
 
     @property
     def n(self) -> int:
         return len(self.steps)
 
+    def gap(self, k: int) -> int | None:
+        """Step k's timeWindow in µs (the most time from step k-1), or None."""
+        seconds = self.steps[k - 1].get("timeWindow")
+        return None if seconds is None else int(seconds) * US
+
     @property
-    def w(self) -> int:
-        return self.window * US
+    def greedy(self) -> bool:
+        """Ordered, no timeWindow: each step takes the next matching event, so a start's
+        earliest completion times are its reported path."""
+        return not self.strict and all(self.gap(k) is None for k in range(2, self.n + 1))
 
 
-OUTPUT = "u, rn, reached, win, is_cand, t, id, gi"
+@dataclass(frozen=True)
+class Relations:
+    """The snapshot's events: `span` = [start, end + window], `entries` = [start, end)."""
+
+    span: str
+    entries: str
 
 
-def funnel_sql(
-    *, project_id: int, steps: list[dict], window: int, strict: bool, start, end, breakdown, part=None
-) -> FunnelSQL:
-    """Rows of two kinds: one per entering user (`rn = 1`, carrying `reached`, the furthest
-    step, and `win`, the packed (time, id, breakdown value) of the earliest attempt start that
-    reaches it) and the "candidate" rows (`is_cand = 1`) from which that attempt's path is
-    picked. Columns: u, rn, reached, win, is_cand, t, id, gi, m2..mn, c2..cn, where c_k is
-    the earliest time the user's furthest step can be completed when this row fills step k."""
-    spec = Spec(project_id, steps, window, start, end, breakdown, part)
-    return _strict_sql(spec) if strict else _skeleton_sql(spec)
+@dataclass(frozen=True)
+class Statement:
+    sql: str
+    params: dict
+
+    @classmethod
+    def of(cls, sql: str, q: Params) -> "Statement":
+        """The engine refuses parameters a statement does not use (a property read by an
+        `in: []` filter only, say): only those it names are passed."""
+        used = set(re.findall(r"\$(p[0-9]+)\b", sql))
+        return cls(sql, {name: value for name, value in q.values.items() if name in used})
 
 
-def _scan(spec: Spec, *, first: int, names: list[str] | None, prop: bool = True) -> tuple[str, list]:
-    """The events of the span [start, end + window] as (u, id, t, m{first}..m{n}, prop)."""
-    params: list = []
-    user = 'e.user_id COLLATE "C"' if _pg() else "e.user_id"
-    flags = []
-    for k in range(first, spec.n + 1):
-        predicate, predicate_params = step_predicate(spec.steps[k - 1])
-        flags.append(f"CASE WHEN {predicate} THEN 1 ELSE 0 END AS m{k}")
-        params += predicate_params
-    value, value_params = _breakdown_value(spec) if prop else ("NULL", [])
-    params += value_params
-    where = "e.project_id = %s AND e.timestamp >= %s AND e.timestamp <= %s"
-    params += [spec.project_id, ts(spec.start), ts(spec.end + timedelta(seconds=spec.window))]
-    if names is not None:  # only these events can matter (the (project, event_name, timestamp) index)
-        where += f" AND e.event_name IN ({', '.join(['%s'] * len(names))})"
-        params += names
-    columns = f"{user} AS u, e.id AS id, {_micros('e.timestamp')} AS t, {', '.join(flags)}, {value} AS prop"
-    return f"SELECT {columns} FROM events_event e WHERE {where}{spec.users}", params
-
-
-def _breakdown_value(spec: Spec) -> tuple[str, list]:
-    if spec.breakdown is None:
-        return "NULL", []
-    prop = Prop.of(spec.breakdown)
-    return prop.json, prop.params
-
-
-def _levels(spec: Spec, source: str, *, lowest: int, strict: bool) -> list[str]:
-    """CTEs lv{n} .. lv{lowest} over `source`: b{K}_{k}, the earliest time steps k..K can be
-    completed when this row fills step k (NULL when they cannot), from the rows after it."""
-    n = spec.n
-    any_step = " + ".join(f"m{k}" for k in range(lowest, n + 1))
-    ctes = [
-        f"lv{n} AS (SELECT {source}.*, CASE WHEN m{n} = 1 THEN t END AS b{n}_{n} FROM {source} WHERE {any_step} > 0)"
-    ]
-    for k in range(n - 1, lowest - 1, -1):
-        gap = spec.steps[k].get("timeWindow")  # the constraint between step k and step k+1
-        fills = "st = 1" if k == 1 else f"m{k} = 1"
-        columns = [
-            f"CASE WHEN {fills} THEN {_after(f'b{K}_{k + 1}', strict, gap)} END AS b{K}_{k}"
-            for K in range(k + 1, n + 1)
+def winners_ctes(f: Funnel, rel: Relations, q: Params, *, key: str) -> list[str]:
+    """CTEs ending in `winners`: one row per entering user with u, collided (see HASHED_KEY),
+    reached (the furthest step), t1..tn (the reported path's times, NULL past `reached`) and
+    value (the breakdown property's JSON text on the step-1 event, NULL if absent)."""
+    props = Properties(q)
+    window = q(f.window * US)
+    if f.greedy:
+        ctes, candidates = _greedy_entries(f, rel, q, props, key=key), None
+    else:
+        ctes, candidates = _dp_entries(f, rel, q, props, key=key), "lv2"
+    # one row per attempt: how far it gets (completion times are monotone in K, so the
+    # number of K completed in time is the furthest), then per user the furthest attempt,
+    # the earliest among equals; `(t, id)` is unique, so the later fields never decide
+    reached = " + ".join(["1", *(f"COALESCE(b{K}_1 <= t + {window}, FALSE)::INTEGER" for K in range(2, f.n + 1))])
+    fields = ", ".join(
+        [
+            "rank := -reached",
+            "t := t",
+            "id := id",
+            "gi := gi",
+            *(f"b{K} := b{K}_1" for K in range(2, f.n + 1)),
         ]
-        if k >= 2:
-            columns.append(f"CASE WHEN m{k} = 1 THEN t END AS b{k}_{k}")
-        ctes.append(f"lv{k} AS (SELECT lv{k + 1}.*, {', '.join(columns)} FROM lv{k + 1} WINDOW {_frames(strict, gap)})")
+    )
+    ctes.append(
+        f"attempts AS (SELECT h, u, collided, struct_pack({fields}) AS attempt "
+        f"FROM (SELECT entries.*, {reached} AS reached FROM entries))"
+    )
+    others = "" if f.strict else " UNION ALL SELECT h, u, FALSE, NULL FROM sk"  # their users too
+    ctes.append(
+        "best AS (SELECT h, min(u) AS u, min(u) <> max(u) OR bool_or(collided) AS collided, min(attempt) AS win "
+        f"FROM (SELECT h, u, collided, attempt FROM attempts{others}) GROUP BY h HAVING count(attempt) > 0)"
+    )
+    # the breakdown value is read for the winning starts only, by id (unique in the mirror)
+    value = "NULL::VARCHAR AS value"
+    source = "best"
+    if f.breakdown is not None:
+        value = f"CAST({props(f.breakdown)} AS VARCHAR) AS value"
+        source = (
+            f"best LEFT JOIN (SELECT e.id, e.properties FROM {rel.entries} e "
+            f"WHERE e.event_name = {q(f.steps[0]['eventName'])}) e ON e.id = best.win.id"
+        )
+    columns = ["h", "u", "collided", "-win.rank AS reached", "win.t AS t1", "win.id AS id1", "win.gi AS gi1", value]
+    if candidates is None:  # the earliest completions are the path
+        columns += [f"CASE WHEN -win.rank >= {k} THEN win.b{k} END AS t{k}" for k in range(2, f.n + 1)]
+        ctes.append(f"winners AS (SELECT {', '.join(columns)} FROM {source})")
+    else:
+        ctes.append(f"w1 AS (SELECT {', '.join(columns)} FROM {source})")
+        ctes += _walk(f, candidates, window)
+        ctes.append(f"winners AS (SELECT * FROM w{f.n})")
     return ctes
 
 
-def _chosen(n: int) -> str:
-    """c_k = b{reached}_k: the completion time that matters for this user."""
-    chosen = []
-    for k in range(2, n + 1):
-        cases = " ".join(f"WHEN {K} THEN b{K}_{k}" for K in range(k, n + 1))
-        chosen.append(f"CASE reached {cases} END AS c{k}")
-    return ", ".join(chosen)
+ORDER_KEY = "(epoch_us(e.ts)::HUGEINT << 64) + e.id"  # (t, id) as one value, for ASOF joins
 
 
-def _candidate(n: int, w: int) -> str:
-    feasible = " OR ".join(f"(m{k} = 1 AND c{k} <= win_t + {w})" for k in range(2, n + 1))
-    return f"(reached >= 2 AND t >= win_t AND t <= win_t + {w} AND (id = win_id OR {feasible}))"
-
-
-def _outputs(n: int) -> str:
-    return ", ".join([*(f"m{k}" for k in range(2, n + 1)), *(f"c{k}" for k in range(2, n + 1))])
-
-
-def _win_columns(win: str) -> str:
-    return f"{_int(f'substr({win}, 1, 20)')} AS win_t, {_int(f'substr({win}, 21, 20)')} AS win_id"
-
-
-def _skeleton_sql(spec: Spec) -> FunnelSQL:
-    """Ordered funnels. Levels n-1 .. 2 run on the "skeleton" only (the rows that can fill
-    steps 2..n: few), and the many step-1 rows of the range join it for a single pass: one
-    sort of both, one window (level 1: b{K}_1 of each start), one aggregate per user."""
-    n, w = spec.n, spec.w
-    later_names = sorted({step["eventName"] for step in spec.steps[1:]})
-    skeleton, params = _scan(spec, first=2, names=later_names, prop=False)
-    ctes = [f"sk AS ({skeleton})", *_levels(spec, "sk", lowest=2, strict=False)]
-    step_one, step_one_params = step_predicate(spec.steps[0])
-    prop, prop_params = _breakdown_value(spec)
-    user = 'e.user_id COLLATE "C"' if _pg() else "e.user_id"
-    ctes.append(
-        f"starts AS (SELECT {user} AS u, e.id AS id, {_micros('e.timestamp')} AS t, {prop} AS prop "
-        "FROM events_event e WHERE e.project_id = %s AND e.timestamp >= %s AND e.timestamp < %s "
-        f"AND {step_one}{spec.users})"
+def _skeleton(f: Funnel, rel: Relations, q: Params, props: Properties, *, key: str) -> str:
+    """`sk`: the rows of the span that can fill steps 2..n (typically few)."""
+    names = ", ".join(q(name) for name in sorted({step["eventName"] for step in f.steps[1:]}))
+    flags = ", ".join(f"{step_predicate(f.steps[k - 1], q, props)} AS m{k}" for k in range(2, f.n + 1))
+    return (
+        f"sk AS (SELECT * FROM (SELECT {key} AS h, e.user_id AS u, e.id, epoch_us(e.ts) AS t, {ORDER_KEY} AS k, "
+        f"NULL::BIGINT AS gi, FALSE AS collided, {flags} FROM {rel.span} e WHERE e.event_name IN ({names})) "
+        f"WHERE {_any_later_step(f)})"
     )
-    params += [*prop_params, spec.project_id, ts(spec.start), ts(spec.end), *step_one_params]
-    # one row per start (st = 1) and per step-2 skeleton row; an event that is both comes
-    # twice, and its start copy sorts after its skeleton copy so it cannot follow itself
-    later = [f"b{K}_2" for K in range(2, n + 1)]
-    nulls = ", ".join(f"NULL AS b{K}_2" for K in range(2, n + 1))
-    ctes.append(
-        f"joined AS (SELECT u, id, t, 0 AS st, NULL AS prop, {', '.join(later)} FROM lv2 WHERE m2 = 1 "
-        f"UNION ALL SELECT u, id, t, 1 AS st, prop, {nulls} FROM starts)"
+
+
+def _any_later_step(f: Funnel) -> str:
+    return " OR ".join(f"m{k}" for k in range(2, f.n + 1))
+
+
+def _starts(f: Funnel, rel: Relations, q: Params, props: Properties, *, key: str) -> str:
+    """`starts`: the step-1 rows of the range, each an attempt."""
+    name = q(f.steps[0]["eventName"])
+    return (
+        f"starts AS (SELECT {key} AS h, e.user_id AS u, e.id, epoch_us(e.ts) AS t, {ORDER_KEY} AS k, "
+        f"NULL::BIGINT AS gi, FALSE AS collided FROM {rel.entries} e "
+        f"WHERE e.event_name = {name} AND {step_predicate(f.steps[0], q, props)})"
     )
-    gap = spec.steps[1].get("timeWindow")
-    columns = [f"CASE WHEN st = 1 THEN {_after(f'b{K}_2', False, gap)} END AS b{K}_1" for K in range(2, n + 1)]
-    # packed once per row here, not once per aggregate below
-    columns.append(f"CASE WHEN st = 1 THEN {_pack('t', 'id', 'prop')} END AS packed")
-    ctes.append(f"lv1 AS (SELECT joined.*, {', '.join(columns)} FROM joined WINDOW {_frames(False, gap, tie='st')})")
-    first = "packed" if spec.breakdown is not None else "t"
-    reach = [f"min(CASE WHEN st = 1 THEN {first} END) AS w1"]
-    reach += [f"min(CASE WHEN b{K}_1 <= t + {w} THEN packed END) AS w{K}" for K in range(2, n + 1)]
-    w1 = "w1" if spec.breakdown is not None else _pack("w1", "0", "NULL")
-    win = "COALESCE(" + ", ".join([*(f"w{K}" for K in range(n, 1, -1)), w1]) + ")"
-    reached = "CASE " + " ".join(f"WHEN w{K} IS NOT NULL THEN {K}" for K in range(n, 1, -1)) + " ELSE 1 END"
+
+
+def _greedy_entries(f: Funnel, rel: Relations, q: Params, props: Properties, *, key: str) -> list[str]:
+    """Ordered funnels without timeWindows: the earliest completions from a row that fills
+    step k are its own time and those of the first row after it (in (t, id) order, strictly:
+    one event fills one step) that fills step k+1. So, from the last step back, each step's
+    rows take the next step's first following row by an ASOF join, and each start takes the
+    first following step-2 row's: `entries` has one row per start."""
+    n = f.n
+    ctes = [_skeleton(f, rel, q, props, key=key), f"l{n} AS (SELECT h, k, t AS b{n} FROM sk WHERE m{n})"]
+    for k in range(n - 1, 1, -1):
+        later = ", ".join(f"l.b{K}" for K in range(k + 1, n + 1))
+        ctes.append(
+            f"l{k} AS (SELECT s.h, s.k, s.t AS b{k}, {later} FROM (SELECT * FROM sk WHERE m{k}) s "
+            f"ASOF LEFT JOIN l{k + 1} l ON s.h = l.h AND l.k > s.k)"
+        )
+    chain = ", ".join(f"l.b{K} AS b{K}_1" for K in range(2, n + 1))
     ctes += [
-        f"agg AS (SELECT u, {', '.join(reach)} FROM lv1 GROUP BY u HAVING max(st) = 1)",
-        f"res AS (SELECT u, {win} AS win, {reached} AS reached FROM agg)",
-        f"cj AS (SELECT lv2.*, res.reached, res.win, {_win_columns('res.win')} FROM lv2 JOIN res ON res.u = lv2.u "
-        "WHERE res.reached >= 2)",
-        f"ck AS (SELECT cj.*, {_chosen(n)} FROM cj)",
+        _starts(f, rel, q, props, key=key),
+        f"entries AS (SELECT s.h, s.u, s.id, s.t, s.gi, s.collided, {chain} "
+        "FROM starts s ASOF LEFT JOIN l2 l ON s.h = l.h AND l.k > s.k)",
     ]
-    empty = ", ".join(["NULL"] * (2 * (n - 1)))
-    sql = (
-        "WITH " + ", ".join(ctes) + " SELECT u, 1 AS rn, reached, win, 0 AS is_cand, NULL AS t, NULL AS id, 0 AS gi, "
-        f"{empty} FROM res UNION ALL SELECT {OUTPUT}, {_outputs(n)} FROM "
-        f"(SELECT ck.*, 0 AS rn, 1 AS is_cand, 0 AS gi FROM ck) c WHERE {_candidate(n, w)}"
+    return ctes
+
+
+def _dp_entries(f: Funnel, rel: Relations, q: Params, props: Properties, *, key: str) -> list[str]:
+    """Funnels with timeWindows or in strict order: the dynamic programming. Levels n..2 run
+    on the skeleton; the many starts join the step-2 rows for the one level-1 pass, and
+    `entries` keeps the starts. A strict funnel first ranks the distinct timestamps of all of
+    the user's events in the span (`gi`: two steps are consecutive when their ranks are equal
+    or adjacent), since any event breaks an attempt."""
+    ctes = _ranked(f, rel, q, props, key=key) if f.strict else [_skeleton(f, rel, q, props, key=key)]
+    ctes += _levels(f, "sk", lowest=2, strict=f.strict)
+    if not f.strict:
+        ctes.append(_starts(f, rel, q, props, key=key))
+    # one row per start (st) and per step-2 row; an event that is both comes twice, and its
+    # start copy sorts after its step-2 copy, so it cannot follow itself
+    later = ", ".join(f"b{K}_2" for K in range(2, f.n + 1))
+    nulls = ", ".join(f"NULL::BIGINT AS b{K}_2" for K in range(2, f.n + 1))
+    ctes.append(
+        f"joined AS (SELECT h, u, id, t, gi, collided, FALSE AS st, {later} FROM lv2 "
+        f"WHERE m2 UNION ALL SELECT h, u, id, t, gi, collided, TRUE, {nulls} FROM starts)"
     )
-    return FunnelSQL(sql, params)
-
-
-def _strict_sql(spec: Spec) -> FunnelSQL:
-    """Strict funnels: every event of the user in the span can break an attempt, so all of
-    them are read and the dynamic programming runs over all of them, down to step 1."""
-    n, w = spec.n, spec.w
-    raw, params = _scan(spec, first=1, names=None)
-    # the rank of each distinct timestamp among all of the user's events in the span: two
-    # steps are consecutive when their ranks are equal or adjacent
-    ctes = [
-        f"raw AS ({raw})",
-        "grp AS (SELECT raw.*, dense_rank() OVER (PARTITION BY u ORDER BY t) AS gi, "
-        "CASE WHEN m1 = 1 AND t >= %s AND t < %s THEN 1 ELSE 0 END AS st FROM raw)",
-    ]
-    params += [to_micros(spec.start), to_micros(spec.end)]
-    ctes += _levels(spec, "grp", lowest=1, strict=True)
-    packed = _pack("t", "id", "prop")
-    reach = [f"min(CASE WHEN st = 1 THEN {packed} END) OVER whole AS w1"]
-    for K in range(2, n + 1):
-        reach.append(f"min(CASE WHEN st = 1 AND b{K}_1 <= t + {w} THEN {packed} END) OVER whole AS w{K}")
-    win = "COALESCE(" + ", ".join(f"w{K}" for K in range(n, 0, -1)) + ")"
-    reached = "CASE " + " ".join(f"WHEN w{K} IS NOT NULL THEN {K}" for K in range(n, 0, -1)) + " ELSE 0 END"
+    gap = f.gap(2)
+    columns = ", ".join(
+        f"CASE WHEN st THEN {_after(f'b{K}_2', strict=f.strict, gap=gap)} END AS b{K}_1" for K in range(2, f.n + 1)
+    )
     ctes += [
-        f"fin AS (SELECT lv1.*, {', '.join(reach)}, row_number() OVER (PARTITION BY u ORDER BY t DESC, id DESC) AS rn "
-        "FROM lv1 WINDOW whole AS (PARTITION BY u))",
-        f"res AS (SELECT fin.*, {win} AS win, {reached} AS reached, {_win_columns(win)} FROM fin)",
-        f"sel AS (SELECT res.*, {_chosen(n)} FROM res)",
+        f"lv1 AS (SELECT joined.*, {columns} FROM joined WINDOW {_frames(strict=f.strict, gap=gap, tie='st')})",
+        "entries AS (SELECT * FROM lv1 WHERE st)",
     ]
-    sql = (
-        "WITH " + ", ".join(ctes) + f" SELECT {OUTPUT}, {_outputs(n)} FROM "
-        f"(SELECT sel.*, CASE WHEN {_candidate(n, w)} THEN 1 ELSE 0 END AS is_cand FROM sel) x "
-        "WHERE rn = 1 OR is_cand = 1"
-    )
-    return FunnelSQL(sql, params)
+    return ctes
 
 
-def _frames(strict: bool, gap: int | None, *, tie: str | None = None) -> str:
-    """The windows `_after` reads; `tie` orders rows with the same (t, id) (see _skeleton_sql)."""
+def _ranked(f: Funnel, rel: Relations, q: Params, props: Properties, *, key: str) -> list[str]:
+    """Strict funnels' `sk` and `starts`, from every event of the span ranked by timestamp
+    per user (`gi`); `collided` is computed over all of them too."""
+    start, end = q(to_micros(f.start)), q(to_micros(f.end))
+    entry = f"({step_predicate(f.steps[0], q, props)} AND epoch_us(e.ts) >= {start} AND epoch_us(e.ts) < {end})"
+    flags = ", ".join(f"{step_predicate(f.steps[k - 1], q, props)} AS m{k}" for k in range(2, f.n + 1))
+    return [
+        f"ranked AS (SELECT * FROM (SELECT *, dense_rank() OVER (PARTITION BY h ORDER BY t) AS gi, "
+        "min(u) OVER users <> max(u) OVER users AS collided "
+        f"FROM (SELECT {key} AS h, e.user_id AS u, e.id, epoch_us(e.ts) AS t, {entry} AS st, {flags} "
+        f"FROM {rel.span} e) "
+        f"WINDOW users AS (PARTITION BY h)) WHERE st OR {_any_later_step(f)})",
+        f"sk AS (SELECT * FROM ranked WHERE {_any_later_step(f)})",
+        "starts AS (SELECT * FROM ranked WHERE st)",
+    ]
+
+
+def _levels(f: Funnel, source: str, *, lowest: int, strict: bool) -> list[str]:
+    """CTEs lv{n} .. lv{lowest} over `source`: b{K}_{k} from the rows that may follow."""
+    n = f.n
+    ctes = [f"lv{n} AS (SELECT {source}.*, CASE WHEN m{n} THEN t END AS b{n}_{n} FROM {source})"]
+    for k in range(n - 1, lowest - 1, -1):
+        gap = f.gap(k + 1)  # the constraint between step k and step k+1
+        fills = "st" if k == 1 else f"m{k}"
+        columns = [
+            f"CASE WHEN {fills} THEN {_after(f'b{K}_{k + 1}', strict=strict, gap=gap)} END AS b{K}_{k}"
+            for K in range(k + 1, n + 1)
+        ]
+        if k >= 2:
+            columns.append(f"CASE WHEN m{k} THEN t END AS b{k}_{k}")
+        frames = _frames(strict=strict, gap=gap)
+        ctes.append(f"lv{k} AS (SELECT lv{k + 1}.*, {', '.join(columns)} FROM lv{k + 1} WINDOW {frames})")
+    return ctes
+
+
+def _frames(*, strict: bool, gap: int | None, tie: str | None = None) -> str:
+    """The windows `_after` reads; `tie` orders rows with the same (t, id) (see joined)."""
     order = f"id DESC, {tie} DESC" if tie else "id DESC"
     if not strict and gap is None:
-        return f"later AS (PARTITION BY u ORDER BY t DESC, {order} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
-    frames = [f"same AS (PARTITION BY u, t ORDER BY {order} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"]
+        return f"later AS (PARTITION BY h ORDER BY t DESC, {order} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+    frames = [f"same AS (PARTITION BY h, t ORDER BY {order} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"]
     if strict:
-        frames.append("nxt AS (PARTITION BY u ORDER BY gi DESC RANGE BETWEEN 1 PRECEDING AND 1 PRECEDING)")
+        frames.append("nxt AS (PARTITION BY h ORDER BY gi DESC RANGE BETWEEN 1 PRECEDING AND 1 PRECEDING)")
     else:
-        frames.append(
-            f"near AS (PARTITION BY u ORDER BY t DESC RANGE BETWEEN {int(gap) * US} PRECEDING AND 1 PRECEDING)"
-        )
+        frames.append(f"near AS (PARTITION BY h ORDER BY t DESC RANGE BETWEEN {int(gap)} PRECEDING AND 1 PRECEDING)")
     return ", ".join(frames)
 
 
-def _after(column: str, strict: bool, gap: int | None) -> str:
+def _after(column: str, *, strict: bool, gap: int | None) -> str:
     """min(column) over the rows that may fill the next step after this one: later in (t, id)
-    order; within `gap` seconds when the step has a timeWindow; in strict order, at the same
-    timestamp or the user's next one."""
+    order; within `gap` µs when the step has a timeWindow; in strict order, at the same
+    timestamp or the user's next one. (`least` skips NULLs.)"""
     if strict:
         next_group = f"min({column}) OVER nxt"
         if gap is not None:
-            next_group = f"CASE WHEN max(t) OVER nxt - t <= {int(gap) * US} THEN {next_group} END"
-        return _lesser(f"min({column}) OVER same", next_group)
+            next_group = f"CASE WHEN max(t) OVER nxt - t <= {int(gap)} THEN {next_group} END"
+        return f"least(min({column}) OVER same, {next_group})"
     if gap is not None:
-        return _lesser(f"min({column}) OVER same", f"min({column}) OVER near")
+        return f"least(min({column}) OVER same, min({column}) OVER near)"
     return f"min({column}) OVER later"
 
 
-def to_micros(moment: datetime) -> int:
-    return (moment - EPOCH) // timedelta(microseconds=1)
+def _walk(f: Funnel, source: str, window: str) -> list[str]:
+    """The reported path of each winning attempt (start t1, furthest step `reached`), one
+    step per CTE: step k takes the first row after step k-1 that may fill it (its
+    timeWindow; in strict order, at the same timestamp rank or the next) and from which
+    `reached` can still be completed in time (`c{k}`: b{reached}_{k} <= t1 + window)."""
+    n = f.n
+    chosen = ", ".join(
+        "CASE w.reached " + " ".join(f"WHEN {K} THEN c.b{K}_{k}" for K in range(k, n + 1)) + f" END AS c{k}"
+        for k in range(2, n + 1)
+    )
+    ctes = [
+        f"cand AS (SELECT c.*, {chosen} FROM {source} c JOIN w1 w ON w.h = c.h "
+        f"WHERE w.reached >= 2 AND c.t >= w.t1 AND c.t <= w.t1 + {window})"
+    ]
+    for k in range(2, n + 1):
+        prev = k - 1
+        conditions = [
+            f"w.reached >= {k}",
+            f"c.m{k}",
+            f"c.c{k} <= w.t1 + {window}",
+            f"(c.t > w.t{prev} OR (c.t = w.t{prev} AND c.id > w.id{prev}))",
+        ]
+        gap = f.gap(k)
+        if gap is not None:
+            conditions.append(f"c.t - w.t{prev} <= {gap}")
+        if f.strict:
+            conditions.append(f"c.gi <= w.gi{prev} + 1")
+        ctes.append(
+            f"w{k} AS (SELECT w.*, s.step.t AS t{k}, s.step.id AS id{k}, s.step.gi AS gi{k} FROM w{prev} w "
+            f"LEFT JOIN (SELECT w.h, min(struct_pack(t := c.t, id := c.id, gi := c.gi)) AS step FROM w{prev} w "
+            f"JOIN cand c ON c.h = w.h WHERE {' AND '.join(conditions)} GROUP BY w.h) s ON s.h = w.h)"
+        )
+    return ctes
+
+
+def outcomes_statement(f: Funnel, rel: Relations, *, key: str) -> Statement:
+    """Per entering user: collided, u, reached, value, t1..tn."""
+    q = Params()
+    ctes = winners_ctes(f, rel, q, key=key)
+    times = ", ".join(f"t{k}" for k in range(1, f.n + 1))
+    return Statement.of(f"WITH {', '.join(ctes)} SELECT collided, u, reached, value, {times} FROM winners", q)
+
+
+TOP_BREAKDOWN = 10
+
+
+def table_statement(f: Funnel, rel: Relations, *, key: str) -> Statement:
+    """The per-step figures: one row for all entrants (`grp` NULL) and, with a breakdown, one
+    per group: the TOP_BREAKDOWN values with the most entrants (ties: by value, absent
+    last), numbered 1.., and the rest as group TOP_BREAKDOWN + 1. Columns: collided, grp,
+    value, then per step k users{k} and, from step 2, the sum (µs) and median (µs) of
+    the time from step k-1 over the users who reached k."""
+    q = Params()
+    ctes = winners_ctes(f, rel, q, key=key)
+    figures = []
+    for k in range(1, f.n + 1):
+        reached = f"FILTER (WHERE reached >= {k})"
+        figures.append(f"count(*) {reached}")
+        if k >= 2:
+            gap = f"t{k} - t{k - 1}"
+            figures += [f"sum(({gap})::HUGEINT) {reached}", f"median({gap}) {reached}"]
+    columns = ", ".join(figures)
+    if f.breakdown is None:
+        sql = f"SELECT bool_or(collided), NULL AS grp, NULL AS value, {columns} FROM winners"
+    else:
+        ctes.append(
+            "ranked AS (SELECT value, row_number() OVER (ORDER BY count(*) DESC, value IS NULL, value) AS rank "
+            "FROM winners GROUP BY value)"
+        )
+        top = q(TOP_BREAKDOWN)
+        sql = (
+            f"SELECT bool_or(collided), CASE WHEN GROUPING(grp) = 0 THEN grp END AS grp, "
+            f"CASE WHEN GROUPING(grp) = 0 AND grp <= {top} THEN any_value(value) END, {columns} "
+            f"FROM (SELECT w.*, least(r.rank, {top} + 1) AS grp FROM winners w "
+            "JOIN ranked r ON r.value IS NOT DISTINCT FROM w.value) "
+            "GROUP BY GROUPING SETS ((), (grp)) ORDER BY 2 NULLS FIRST"
+        )
+    return Statement.of(f"WITH {', '.join(ctes)} {sql}", q)
