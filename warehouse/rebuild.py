@@ -21,15 +21,13 @@ from warehouse.compact import partition_compact
 from warehouse.export import EXPORT_BATCH, day_files_write, mirror_export_all, mirror_lock
 from warehouse.files import step
 from warehouse.models import MirrorFile
-from warehouse.snapshot import rows_table
+from warehouse.snapshot import event_columns_sql, rows_table
 
 
 def _mirrored_events_sql() -> str:
     """The project's stored events that are not in the outbox, in the snapshot's COLUMNS order."""
-    properties = "e.properties::text" if connection.vendor == "postgresql" else "e.properties"
     return (
-        f"SELECT e.id, e.event_id, e.user_id, e.event_name, e.timestamp, {properties}, e.session_id, e.page_url "
-        "FROM events_event e WHERE e.project_id = %s "
+        f"SELECT {event_columns_sql()} FROM events_event e WHERE e.project_id = %s "
         "AND NOT EXISTS (SELECT 1 FROM warehouse_pending p WHERE p.event_id = e.id)"
     )
 

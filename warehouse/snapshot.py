@@ -2,18 +2,18 @@
 taken in one database snapshot.
 
 The file list and the tail (events stored but not yet exported, read from the events table
-through the outbox) come from one transaction (REPEATABLE READ on PostgreSQL; SQLite's
-transactions are serializable), and an export moves events from the outbox to a file in one
-transaction, so every stored event is read exactly once: in a file or in the tail, never
-both, never neither, whatever exports or compactions commit meanwhile. Retired files stay
-on disk for a grace period, so a snapshot's files are still there while it reads them.
+through the outbox) come from one statement, hence one database snapshot, and an export
+moves events from the outbox to a file in one transaction, so every stored event is read
+exactly once: in a file or in the tail, never both, never neither, whatever exports or
+compactions commit meanwhile. Retired files stay on disk for a grace period, so a
+snapshot's files are still there while it reads them.
 
     with snapshot(project_id, start, end) as snap:
         rows = snap.fetch(f"SELECT COUNT(*) FROM {snap.events(start, end)} e")
 
 The snapshot's own bounds (optional) limit the tail it reads from the database to the span
-the query needs (a tail can be long while exports are behind); `events(start, end)` must lie
-inside them. `events(start, end)` is a relation of the project's events with start <= ts < end (either
+the query needs (a tail can be long while exports are behind); `events(start, end)` must
+lie inside them. It is a relation of the project's events with start <= ts < end (either
 bound optional), with columns id, event_id, user_id, event_name, ts (TIMESTAMPTZ, UTC),
 properties (JSON text), session_id, page_url; the files are pruned by their UTC day.
 """
@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 
 from warehouse.engine import engine_cursor
 
@@ -32,13 +32,17 @@ COLUMNS = ("id", "event_id", "user_id", "event_name", "timestamp", "properties",
 SELECT = 'id, event_id, user_id, event_name, "timestamp" AS ts, properties, session_id, page_url'
 
 
-def event_rows_sql(where: str) -> str:
-    """Selects the events table's rows in COLUMNS order (properties as JSON text) for
-    `where` over events `e` and outbox rows `p`."""
+def event_columns_sql() -> str:
+    """The events table's columns `e.*` in COLUMNS order (properties as JSON text)."""
     properties = "e.properties::text" if connection.vendor == "postgresql" else "e.properties"
+    return f"e.id, e.event_id, e.user_id, e.event_name, e.timestamp, {properties}, e.session_id, e.page_url"
+
+
+def event_rows_sql(where: str) -> str:
+    """Selects the outboxed events' rows in COLUMNS order for `where` over events `e` and
+    outbox rows `p`."""
     return (
-        f"SELECT e.id, e.event_id, e.user_id, e.event_name, e.timestamp, {properties}, e.session_id, e.page_url "
-        f"FROM warehouse_pending p JOIN events_event e ON e.id = p.event_id WHERE {where}"
+        f"SELECT {event_columns_sql()} FROM warehouse_pending p JOIN events_event e ON e.id = p.event_id WHERE {where}"
     )
 
 
@@ -124,26 +128,30 @@ def snapshot(project_id: int, start: datetime | None = None, end: datetime | Non
 
 
 def _read_catalog_and_tail(project_id: int, start, end) -> tuple[list[LiveFile], pa.Table]:
+    """The live files and the tail in one statement, hence one snapshot, on both databases
+    (a statement sees one snapshot in PostgreSQL, a read in SQLite's WAL mode too) and with
+    no transaction: on SQLite a transaction would take the write lock, and readers would
+    queue behind ingestion and exports. The catalog's rows ride in the tail's columns (kind
+    1: path in `properties`, day in `session_id`); the tail's SELECT comes first so that
+    SQLite types the timestamp column by its declaration."""
     where, params = "p.project_id = %s", [project_id]
     if start is not None:
         where, params = f"{where} AND e.timestamp >= %s", [*params, connection.ops.adapt_datetimefield_value(start)]
     if end is not None:
         where, params = f"{where} AND e.timestamp < %s", [*params, connection.ops.adapt_datetimefield_value(end)]
-    # Nested in a caller's transaction (a test's), the isolation level is no longer ours to
-    # choose: that transaction is the snapshot then.
-    outermost = not connection.in_atomic_block
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql" and outermost:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            cursor.execute(
-                "SELECT day, path FROM warehouse_mirrorfile WHERE project_id = %s AND retired_at IS NULL",
-                [project_id],
-            )
-            files = [LiveFile(_as_date(day), path) for day, path in cursor.fetchall()]
-            cursor.execute(event_rows_sql(where), params)
-            tail = rows_table(cursor.fetchall())
-    return files, tail
+    catalog = (
+        "SELECT 1, NULL, NULL, NULL, NULL, NULL, f.path, CAST(f.day AS text), NULL FROM warehouse_mirrorfile f "
+        "WHERE f.project_id = %s AND f.retired_at IS NULL"
+    )
+    sql = (
+        f"SELECT 0, {event_columns_sql()} FROM warehouse_pending p JOIN events_event e ON e.id = p.event_id "
+        f"WHERE {where} UNION ALL {catalog}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, project_id])
+        rows = cursor.fetchall()
+    files = [LiveFile(_as_date(row[7]), row[6]) for row in rows if row[0] == 1]
+    return files, rows_table([row[1:] for row in rows if row[0] == 0])
 
 
 def _as_date(value) -> date:
