@@ -52,7 +52,25 @@ class EventsInSchema(OpenApiSerializerExtension):
     def map_serializer(self, auto_schema, direction):
         event = auto_schema.resolve_serializer(EventInSerializer, direction).ref
         batch = {"type": "array", "items": event, "minItems": 1, "maxItems": settings.EVENT_BATCH_SIZE}
-        return {"oneOf": [event, batch], "description": "One event object, or an array of up to EVENT_BATCH_SIZE."}
+        sent = {
+            "type": "object",
+            "required": ["batch"],
+            "properties": {
+                "batch": batch,
+                "sentAt": {
+                    "oneOf": [
+                        {"type": "string", "description": "ISO-8601; without an offset it is UTC"},
+                        {"type": "integer", "minimum": 0, "description": "epoch milliseconds"},
+                    ],
+                    "description": "When the client sent the batch, by its own clock: each event's timestamp is "
+                    "corrected by the clock's skew, timestamp + (received - sentAt).",
+                },
+            },
+        }
+        return {
+            "oneOf": [event, batch, sent],
+            "description": "One event object, an array of up to EVENT_BATCH_SIZE, or {batch, sentAt}.",
+        }
 
 
 class RejectedEventSerializer(serializers.Serializer):

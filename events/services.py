@@ -15,6 +15,7 @@ request is refused with 503 and nothing is accepted.
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from django.conf import settings
@@ -29,7 +30,7 @@ from events.live.publish import live_publish
 from events.live.stats import live_count
 from events.models import DeadLetter
 from events.store import OUTAGE_ERRORS, insert_rows_isolating, project_lock_for_write
-from events.validation import validate_event
+from events.validation import parse_timestamp, validate_event
 from warehouse.jobs import export_schedule
 
 logger = structlog.get_logger(__name__)
@@ -127,10 +128,11 @@ def _dead_letter_failed(dead_letter: DeadLetter, error: str) -> None:
 
 
 def events_ingest(*, project, payload, client_ip: str | None, user_agent: str | None) -> IngestResult:
-    """Validates and accepts one object or a list of events for `project`.
+    """Validates and accepts one object, a list of events or a {batch, sentAt} for `project`.
     Raises InvalidInput (empty batch), PayloadTooLarge (too many events) or
     ServiceUnavailable (neither Redis nor the database can take the events)."""
-    items = payload if isinstance(payload, list) else [payload]
+    received_at = timezone.now()
+    items, skew = _batch(payload, received_at)
     if not items:
         raise InvalidInput("The batch is empty: send one event object or a non-empty array.")
     if len(items) > settings.EVENT_BATCH_SIZE:
@@ -138,11 +140,12 @@ def events_ingest(*, project, payload, client_ip: str | None, user_agent: str | 
             f"At most {settings.EVENT_BATCH_SIZE} events per request; this one has {len(items)}.",
             details={"maxEvents": settings.EVENT_BATCH_SIZE, "events": len(items)},
         )
-    received_at = timezone.now()
     result = IngestResult()
     rows, indices, seen = [], [], set()
     for index, raw in enumerate(items):
-        row, errors = validate_event(raw, received_at=received_at, client_ip=client_ip, user_agent=user_agent)
+        row, errors = validate_event(
+            raw, received_at=received_at, client_ip=client_ip, user_agent=user_agent, skew=skew
+        )
         if errors:
             result.rejected.append({"index": index, "errors": errors})
         elif row.event_id in seen:
@@ -170,6 +173,24 @@ def events_ingest(*, project, payload, client_ip: str | None, user_agent: str | 
         result.duplicates += len(rows) - len(fresh)
         return result
     return _count_written(result, written, [indices[position] for position in fresh], offered=len(rows))
+
+
+def _batch(payload, received_at) -> tuple[list, timedelta]:
+    """The events of a body (an object, an array, or {"batch": [...], "sentAt": ...}) and the
+    client's clock skew (received - sentAt; zero without sentAt). InvalidInput for a
+    {batch} whose parts are not an array and a timestamp."""
+    if not isinstance(payload, dict) or "batch" not in payload:
+        return (payload if isinstance(payload, list) else [payload]), timedelta(0)
+    batch, sent_at = payload["batch"], payload.get("sentAt")
+    if not isinstance(batch, list):
+        raise InvalidInput("batch must be an array of events.", details={"batch": type(batch).__name__})
+    if sent_at is None:
+        return batch, timedelta(0)
+    try:
+        sent = parse_timestamp(sent_at, now=datetime.max.replace(tzinfo=UTC) - timedelta(days=1))
+    except ValueError as exc:
+        raise InvalidInput(f"sentAt {exc}.", details={"sentAt": str(sent_at)[:100]}) from None
+    return batch, received_at - sent
 
 
 def _ingest_synchronously(project_id: int, rows: list[list], indices: list[int], result: IngestResult) -> IngestResult:

@@ -133,8 +133,12 @@ def _header_text(value: str | None) -> str | None:
     return (value.replace("\x00", "") or None) if value else None
 
 
-def validate_event(raw, *, received_at: datetime, client_ip: str | None, user_agent: str | None):
-    """Returns (EventRow, None) for a valid event, or (None, {field: [reasons]})."""
+def validate_event(
+    raw, *, received_at: datetime, client_ip: str | None, user_agent: str | None, skew: timedelta = timedelta(0)
+):
+    """Returns (EventRow, None) for a valid event, or (None, {field: [reasons]}). `skew`
+    (received - the client's sentAt) corrects the client's timestamp for its clock; the
+    dedup hash keeps the timestamp as sent, so a retry with a new sentAt is the same event."""
     if not isinstance(raw, dict):
         return None, {"event": ["must be a JSON object"]}
     errors: dict[str, list[str]] = {}
@@ -154,10 +158,13 @@ def validate_event(raw, *, received_at: datetime, client_ip: str | None, user_ag
         else:
             strings[field] = value or None  # an empty optional string is no value
 
-    timestamp = received_at
+    timestamp = sent_timestamp = received_at
     if raw.get("timestamp") is not None:
         try:
-            timestamp = parse_timestamp(raw["timestamp"], now=received_at)
+            sent_timestamp = parse_timestamp(raw["timestamp"], now=received_at - skew)
+            timestamp = sent_timestamp + skew
+            if timestamp < EPOCH:
+                raise ValueError("is before 1970 once corrected by sentAt")
         except ValueError as exc:
             errors["timestamp"] = [str(exc)]
 
@@ -199,7 +206,9 @@ def validate_event(raw, *, received_at: datetime, client_ip: str | None, user_ag
         if raw.get("timestamp") is None:
             event_id = "r:" + uuid.uuid4().hex
         else:
-            content = json.dumps([strings["userId"], strings["eventName"], epoch_ms(timestamp)], ensure_ascii=False)
+            content = json.dumps(
+                [strings["userId"], strings["eventName"], epoch_ms(sent_timestamp)], ensure_ascii=False
+            )
             event_id = "h:" + hashlib.sha256((content + properties_json).encode("utf-8")).hexdigest()[:40]
     return (
         EventRow(

@@ -37,14 +37,18 @@ def _schema() -> dict:
     return yaml.safe_load(out.getvalue())
 
 
-def test_event_ingestion_documents_its_body_one_event_or_an_array():
+def test_event_ingestion_documents_its_body_one_event_an_array_or_a_sent_at_batch():
     schema = _schema()
     body = schema["paths"]["/api/v1/events"]["post"]["requestBody"]["content"]
     assert list(body) == ["application/json"]
     components = schema["components"]["schemas"]
     payload = components[body["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
     event_ref = {"$ref": "#/components/schemas/EventInRequest"}
-    assert payload["oneOf"] == [event_ref, {"type": "array", "items": event_ref, "minItems": 1, "maxItems": 1000}]
+    batch = {"type": "array", "items": event_ref, "minItems": 1, "maxItems": 1000}
+    event_form, array_form, sent_form = payload["oneOf"]
+    assert (event_form, array_form) == (event_ref, batch)
+    assert sent_form["required"] == ["batch"] and sent_form["properties"]["batch"] == batch
+    assert [variant["type"] for variant in sent_form["properties"]["sentAt"]["oneOf"]] == ["string", "integer"]
     event = components["EventInRequest"]
     assert set(event["required"]) == {"userId", "eventName"}
     fields = event["properties"]

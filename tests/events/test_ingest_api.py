@@ -1,5 +1,5 @@
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.test import override_settings
@@ -237,3 +237,69 @@ def test_a_retried_batch_counts_nothing_twice_whatever_came_between(post_events,
     assert (mixed["accepted"], mixed["duplicates"]) == (1, 10)
     jobs()
     assert Event.objects.filter(project=project).count() == 496 + 1200 + 1
+
+
+def test_sent_at_corrects_each_timestamp_by_the_clients_clock_skew(post_events, project, jobs):
+    """A device whose clock is 2 h behind sends sentAt 2 h early: its events move 2 h later,
+    timestamp + (received - sentAt); events without a timestamp keep the time received."""
+    received = datetime.now(UTC)
+    sent_at = (received - timedelta(hours=2)).isoformat()
+    body = {"batch": [event("a", ts="2024-01-01T10:00:00Z"), {"userId": "b", "eventName": "tick"}], "sentAt": sent_at}
+    response = post_events(body)
+    answered = datetime.now(UTC)
+    assert response.json() == {"accepted": 2, "duplicates": 0, "rejected": []}
+    jobs()
+    by_user = {row.user_id: row.timestamp for row in stored(project)}
+    # the server's receive time lies between `received` and `answered`
+    assert (
+        datetime(2024, 1, 1, 12, tzinfo=UTC)
+        <= by_user["a"]
+        <= datetime(2024, 1, 1, 12, tzinfo=UTC) + (answered - received)
+    )
+    assert received <= by_user["b"] <= answered
+
+
+def test_a_retry_with_a_new_sent_at_is_the_same_event(post_events, project, jobs):
+    now = datetime.now(UTC)
+    first = post_events({"batch": [event("a")], "sentAt": (now - timedelta(minutes=5)).isoformat()})
+    retry = post_events({"batch": [event("a")], "sentAt": now.isoformat()})
+    assert first.json()["accepted"] == 1 and retry.json() == {"accepted": 0, "duplicates": 1, "rejected": []}
+    jobs()
+    assert len(stored(project)) == 1
+
+
+def test_a_batch_without_sent_at_is_stored_as_sent(post_events, project, jobs):
+    assert post_events({"batch": [event("a")]}).json()["accepted"] == 1
+    jobs()
+    assert stored(project)[0].timestamp == datetime(2024, 1, 1, 10, tzinfo=UTC)
+
+
+def test_a_clock_far_ahead_makes_its_events_too_early_not_future(post_events, project, jobs):
+    """A clock a day ahead: its 'now' events are corrected to now, not refused as future."""
+    ahead = datetime.now(UTC) + timedelta(days=1)
+    body = {"batch": [event("a", ts=ahead.isoformat())], "sentAt": ahead.isoformat()}
+    assert post_events(body).json()["accepted"] == 1
+    jobs()
+    assert abs(stored(project)[0].timestamp - datetime.now(UTC)) < timedelta(minutes=5)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"batch": {"userId": "a"}, "sentAt": "2024-01-01T00:00:00Z"}, "batch"),
+        ({"batch": [{"userId": "a", "eventName": "x"}], "sentAt": "yesterday"}, "sentAt"),
+        ({"batch": [{"userId": "a", "eventName": "x"}], "sentAt": True}, "sentAt"),
+        ({"batch": [{"userId": "a", "eventName": "x"}], "sentAt": "1969-12-31T00:00:00Z"}, "sentAt"),
+    ],
+)
+def test_a_bad_batch_or_sent_at_is_400_and_stores_nothing(post_events, project, jobs, body, field):
+    error = assert_error(post_events(body), 400, "invalid_input")
+    assert field in error["details"]
+    jobs()
+    assert stored(project) == []
+
+
+def test_a_sent_at_batch_over_the_batch_size_is_413(post_events):
+    with override_settings(EVENT_BATCH_SIZE=2):
+        response = post_events({"batch": [event(str(i)) for i in range(3)], "sentAt": "2024-01-01T00:00:00Z"})
+    assert_error(response, 413)
