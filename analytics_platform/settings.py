@@ -105,9 +105,6 @@ ANALYTICS_THREADS = env_int("ANALYTICS_THREADS", 2)
 ANALYTICS_GRACE_SECONDS = env_int("ANALYTICS_GRACE_SECONDS", 600)
 # Threads per web process running Django's (synchronous) request handling.
 HTTP_THREADS = env_int("HTTP_THREADS", 8)
-# Funnels on PostgreSQL: users split into this many parts (a power of two), computed on as
-# many connections at once. 1 turns it off.
-FUNNEL_PARALLELISM = env_int("FUNNEL_PARALLELISM", 2)
 # Live stream: events queued per socket before a slow reader starts losing them (it is told
 # how many), and seconds between stats messages.
 LIVE_QUEUE_EVENTS = env_int("LIVE_QUEUE_EVENTS", 1000)
