@@ -27,6 +27,7 @@ from events.queueing import BUFFER_KEY, ingest_queue
 from tests.conftest import service_missing
 from tests.helpers import event
 from tests.integration.test_worker_crash import start_worker
+from warehouse.models import Pending
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SCHEDULER_LOCK = RQScheduler.get_locking_key("default")
@@ -230,8 +231,17 @@ def test_after_a_redis_restart_the_running_worker_stores_buffered_events_in_seco
         accepted = sum(post_events(one).json()["accepted"] for one in singles("before", 3))
         wait_for(lambda: Event.objects.count() == accepted, 15, "the events before the restart", log)
         queue = ingest_queue()
+        # ... and their export to the column store (a job too): the batch job below must be the
+        # one the table lock holds up, not an export reading the events table.
         wait_for(
-            lambda: StartedJobRegistry(queue=queue).get_job_count(cleanup=False) == 0, 10, "their drain to end", log
+            lambda: (
+                not Pending.objects.exists()
+                and queue.count == 0
+                and StartedJobRegistry(queue=queue).get_job_count(cleanup=False) == 0
+            ),
+            10,
+            "their drain and export to end",
+            log,
         )
 
         # A batch job in progress (held up by a table lock), single events buffered with
