@@ -20,11 +20,14 @@ both deployment modes:
    completion. Levels n..2 run on the "skeleton" only (the rows that can fill steps 2..n,
    typically a small share); the many starts then take level 1 from the step-2 rows.
    - Ordered funnels without `timeWindow`s (the common case): the minimum is always the
-     first matching row after this one, so each level is an ASOF join on (t, id) to the
-     next step's rows, and the starts' ASOF join to the step-2 rows gives each attempt its
-     path outright (each step takes the next matching event).
-   - Otherwise window functions over each user's rows (ranges of `timeWindow` µs; strict
-     funnels first rank the distinct timestamps of all of the user's events).
+     first matching row after this one, so every level is an ASOF join on (t, id) to the
+     next step's rows, and each attempt's completion times are its path (each step takes
+     the next matching event).
+   - Otherwise the skeleton levels are window functions over each user's rows (frames of
+     `timeWindow` µs; strict funnels first rank the distinct timestamps of all of the
+     user's events). Level 1 is still one ASOF join of the starts to the first step-2 row
+     after each, with minimums precomputed on the step-2 rows, unless step 2 itself has a
+     `timeWindow` (then one window pass over the starts and the step-2 rows).
 3. Per user: the furthest attempt, the earliest among equals (a `min` over (-reached, t, id)).
 4. The reported path of that attempt, where step 2 did not give it: each step takes the first
    row after the previous step that satisfies the step's constraints and from which the
@@ -35,12 +38,12 @@ both deployment modes:
    read from the winning step-1 events only.
 
 Users are keyed by a 64-bit hash of user_id; a hash shared by two user_ids is detected and
-the statement reruns keyed by user_id (funnels.sql.HASHED_KEY). Complexity, with S step-1
-rows, R skeleton rows and n steps: ordered without timeWindows, n - 1 ASOF joins (sorts of
-R, and one of S + R) and a hash aggregate of S; with timeWindows, n - 1 window passes (O(rows
-x rows within the window) where a step has one) over R, one over S + R; strict, one more
-sort of all of the user's events in the span. At 10M events (S = 3.5M, R = 0.6M, 2 cores):
-see bench/README.md (issue 11).
+the statement reruns keyed by user_id (funnels.sql.HASHED_KEY). Cost, with S step-1 rows
+and R skeleton rows: sorts of R (one per level) and one ASOF join of S to R, a hash
+aggregate of S; strict funnels also sort all of their users' events in the span once; a
+`timeWindow` on step 2 makes level 1 a window pass over S + R instead. Memory is the
+engine's (ANALYTICS_MEMORY_LIMIT, spilling beyond it). At 10M events (S = 3.5M, R = 0.6M,
+2 cores): bench/README.md (issue 11).
 """
 
 import json
@@ -58,7 +61,7 @@ from funnels.sql import (
     HASHED_KEY,
     TOP_BREAKDOWN,
     US,
-    Funnel,
+    FunnelSpec,
     Relations,
     outcomes_statement,
     table_statement,
@@ -112,7 +115,7 @@ def _funnel_params(runner, raw, *, breakdown=None) -> FunnelParams:
 def _fetch(project_id: int, p: FunnelParams, statement) -> list[tuple]:
     """Runs `statement(funnel, relations, key=...)` over one snapshot of the project's events
     in [start, end + window]; rows start with `collided` (see funnels.sql.HASHED_KEY)."""
-    funnel = Funnel(p.steps, p.window, p.order == "strict", p.start, p.end, p.breakdown)
+    funnel = FunnelSpec(p.steps, p.window, p.order == "strict", p.start, p.end, p.breakdown)
     span_end = p.end + timedelta(seconds=p.window, microseconds=1)  # the window is inclusive
     with snapshot(project_id, p.start, span_end) as snap:
         relations = Relations(span=snap.events(p.start, span_end), entries=snap.events(p.start, p.end))

@@ -2,10 +2,11 @@
 named fragments with named parameters ($p0, $p1, ...). funnels/queries.py describes the
 algorithm; this module writes it.
 
-Rows carry `h` (the user key, USER_KEY below), `u` (user_id), `id` (the tie-break for equal
-timestamps), `t` (µs since the epoch) and `m{k}`: the row can fill step k (event name and
-property filters). The dynamic programming's `b{K}_{k}` is the earliest time steps k..K can
-be completed when this row fills step k (NULL when they cannot).
+Rows carry `h` (the user key, HASHED_KEY below), `u` (user_id), `id` (the tie-break for
+equal timestamps), `t` (µs since the epoch), `k` ((t, id) as one HUGEINT, the order of the
+ASOF joins) and `m{k}`: the row can fill step k (event name and property filters). The
+dynamic programming's `b{K}_{k}` is the earliest time steps k..K can be completed when this
+row fills step k (NULL when they cannot).
 
 Properties are JSON text: a filter reads the property's JSON value once
 (`json_extract(properties, <JSON Pointer>)`, so any key is exact, quotes, dots and slashes
@@ -143,7 +144,7 @@ def step_predicate(step: dict, q: Params, props: Properties) -> str:
 
 
 @dataclass(frozen=True)
-class Funnel:
+class FunnelSpec:
     steps: list
     window: int  # seconds
     strict: bool
@@ -188,7 +189,7 @@ class Statement:
         return cls(sql, {name: value for name, value in q.values.items() if name in used})
 
 
-def winners_ctes(f: Funnel, rel: Relations, q: Params, *, key: str) -> list[str]:
+def winners_ctes(f: FunnelSpec, rel: Relations, q: Params, *, key: str) -> list[str]:
     """CTEs ending in `winners`: one row per entering user with u, collided (see HASHED_KEY),
     reached (the furthest step), t1..tn (the reported path's times, NULL past `reached`) and
     value (the breakdown property's JSON text on the step-1 event, NULL if absent)."""
@@ -215,7 +216,8 @@ def winners_ctes(f: Funnel, rel: Relations, q: Params, *, key: str) -> list[str]
         f"attempts AS (SELECT h, u, collided, struct_pack({fields}) AS attempt "
         f"FROM (SELECT entries.*, {reached} AS reached FROM entries))"
     )
-    others = "" if f.strict else " UNION ALL SELECT h, u, FALSE, NULL FROM sk"  # their users too
+    # the skeleton's users are compared too (strict funnels' `collided` covers every row read)
+    others = "" if f.strict else " UNION ALL SELECT h, u, FALSE, NULL FROM sk"
     ctes.append(
         "best AS (SELECT h, min(u) AS u, min(u) <> max(u) OR bool_or(collided) AS collided, min(attempt) AS win "
         f"FROM (SELECT h, u, collided, attempt FROM attempts{others}) GROUP BY h HAVING count(attempt) > 0)"
@@ -243,7 +245,7 @@ def winners_ctes(f: Funnel, rel: Relations, q: Params, *, key: str) -> list[str]
 ORDER_KEY = "(epoch_us(e.ts)::HUGEINT << 64) + e.id"  # (t, id) as one value, for ASOF joins
 
 
-def _skeleton(f: Funnel, rel: Relations, q: Params, props: Properties, *, key: str) -> str:
+def _skeleton(f: FunnelSpec, rel: Relations, q: Params, props: Properties, *, key: str) -> str:
     """`sk`: the rows of the span that can fill steps 2..n (typically few)."""
     names = ", ".join(q(name) for name in sorted({step["eventName"] for step in f.steps[1:]}))
     flags = ", ".join(f"{step_predicate(f.steps[k - 1], q, props)} AS m{k}" for k in range(2, f.n + 1))
@@ -254,11 +256,11 @@ def _skeleton(f: Funnel, rel: Relations, q: Params, props: Properties, *, key: s
     )
 
 
-def _any_later_step(f: Funnel) -> str:
+def _any_later_step(f: FunnelSpec) -> str:
     return " OR ".join(f"m{k}" for k in range(2, f.n + 1))
 
 
-def _starts(f: Funnel, rel: Relations, q: Params, props: Properties, *, key: str) -> str:
+def _starts(f: FunnelSpec, rel: Relations, q: Params, props: Properties, *, key: str) -> str:
     """`starts`: the step-1 rows of the range, each an attempt."""
     name = q(f.steps[0]["eventName"])
     return (
@@ -268,12 +270,24 @@ def _starts(f: Funnel, rel: Relations, q: Params, props: Properties, *, key: str
     )
 
 
-def _greedy_entries(f: Funnel, rel: Relations, q: Params, props: Properties, *, key: str) -> list[str]:
+def _carried(f: FunnelSpec) -> str:
+    """The starts as they go through the level-1 ASOF join: few bytes to sort (t and id come
+    back from k)."""
+    return "SELECT h, u, k, t, gi, collided FROM starts" if f.strict else "SELECT h, u, k FROM starts"
+
+
+def _start_columns(f: FunnelSpec) -> str:
+    """`entries`' columns of the start `s` (see _carried)."""
+    columns = "s.h, s.u, (s.k >> 64)::BIGINT AS t, (s.k & 18446744073709551615)::BIGINT AS id"
+    return f"{columns}, {'s.gi, s.collided' if f.strict else 'NULL::BIGINT AS gi, FALSE AS collided'}"
+
+
+def _greedy_entries(f: FunnelSpec, rel: Relations, q: Params, props: Properties, *, key: str) -> list[str]:
     """Ordered funnels without timeWindows: the earliest completions from a row that fills
     step k are its own time and those of the first row after it (in (t, id) order, strictly:
     one event fills one step) that fills step k+1. So, from the last step back, each step's
-    rows take the next step's first following row by an ASOF join, and each start takes the
-    first following step-2 row's: `entries` has one row per start."""
+    rows take the next step's first following row by an ASOF join on `k` = (t, id), and each
+    start takes the first following step-2 row's: `entries` has one row per start."""
     n = f.n
     ctes = [_skeleton(f, rel, q, props, key=key), f"l{n} AS (SELECT h, k, t AS b{n} FROM sk WHERE m{n})"]
     for k in range(n - 1, 1, -1):
@@ -285,42 +299,79 @@ def _greedy_entries(f: Funnel, rel: Relations, q: Params, props: Properties, *, 
     chain = ", ".join(f"l.b{K} AS b{K}_1" for K in range(2, n + 1))
     ctes += [
         _starts(f, rel, q, props, key=key),
-        f"entries AS (SELECT s.h, s.u, s.id, s.t, s.gi, s.collided, {chain} "
-        "FROM starts s ASOF LEFT JOIN l2 l ON s.h = l.h AND l.k > s.k)",
+        f"entries AS (SELECT {_start_columns(f)}, {chain} FROM ({_carried(f)}) s "
+        "ASOF LEFT JOIN l2 l ON s.h = l.h AND l.k > s.k)",
     ]
     return ctes
 
 
-def _dp_entries(f: Funnel, rel: Relations, q: Params, props: Properties, *, key: str) -> list[str]:
+def _dp_entries(f: FunnelSpec, rel: Relations, q: Params, props: Properties, *, key: str) -> list[str]:
     """Funnels with timeWindows or in strict order: the dynamic programming. Levels n..2 run
-    on the skeleton; the many starts join the step-2 rows for the one level-1 pass, and
-    `entries` keeps the starts. A strict funnel first ranks the distinct timestamps of all of
-    the user's events in the span (`gi`: two steps are consecutive when their ranks are equal
-    or adjacent), since any event breaks an attempt."""
+    on the skeleton; then level 1 for the many starts (`entries`: one row per start). A
+    strict funnel first ranks the distinct timestamps of all of the user's events in the
+    span (`gi`: two steps are consecutive when their ranks are equal or adjacent), since
+    any event breaks an attempt."""
     ctes = _ranked(f, rel, q, props, key=key) if f.strict else [_skeleton(f, rel, q, props, key=key)]
     ctes += _levels(f, "sk", lowest=2, strict=f.strict)
     if not f.strict:
         ctes.append(_starts(f, rel, q, props, key=key))
-    # one row per start (st) and per step-2 row; an event that is both comes twice, and its
-    # start copy sorts after its step-2 copy, so it cannot follow itself
+    if f.strict or f.gap(2) is None:
+        return [*ctes, *_level_one_by_asof(f)]
+    # step 2's timeWindow: the starts sort with the step-2 rows for one window pass. An
+    # event that is both comes twice; its start copy sorts after its step-2 copy, so it
+    # cannot follow itself
     later = ", ".join(f"b{K}_2" for K in range(2, f.n + 1))
     nulls = ", ".join(f"NULL::BIGINT AS b{K}_2" for K in range(2, f.n + 1))
-    ctes.append(
-        f"joined AS (SELECT h, u, id, t, gi, collided, FALSE AS st, {later} FROM lv2 "
-        f"WHERE m2 UNION ALL SELECT h, u, id, t, gi, collided, TRUE, {nulls} FROM starts)"
-    )
-    gap = f.gap(2)
     columns = ", ".join(
-        f"CASE WHEN st THEN {_after(f'b{K}_2', strict=f.strict, gap=gap)} END AS b{K}_1" for K in range(2, f.n + 1)
+        f"CASE WHEN st THEN {_after(f'b{K}_2', strict=False, gap=f.gap(2))} END AS b{K}_1" for K in range(2, f.n + 1)
     )
-    ctes += [
-        f"lv1 AS (SELECT joined.*, {columns} FROM joined WINDOW {_frames(strict=f.strict, gap=gap, tie='st')})",
+    return [
+        *ctes,
+        f"joined AS (SELECT h, u, id, t, gi, collided, FALSE AS st, {later} FROM lv2 "
+        f"WHERE m2 UNION ALL SELECT h, u, id, t, gi, collided, TRUE, {nulls} FROM starts)",
+        f"lv1 AS (SELECT joined.*, {columns} FROM joined WINDOW {_frames(strict=False, gap=f.gap(2), tie='st')})",
         "entries AS (SELECT * FROM lv1 WHERE st)",
     ]
-    return ctes
 
 
-def _ranked(f: Funnel, rel: Relations, q: Params, props: Properties, *, key: str) -> list[str]:
+def _level_one_by_asof(f: FunnelSpec) -> list[str]:
+    """Level 1 without a window pass over the starts, when step 2 has no timeWindow or the
+    funnel is strict: the step-2 rows a start may take next begin at the first one after it
+    (`e0`, an ASOF join), so minimums precomputed on the step-2 rows (few) answer it.
+    Ordered: the minimum over e0 and every step-2 row after it. Strict: the step-2 rows of
+    e0's own timestamp from e0 on (`own`), and when e0 shares the start's timestamp rank,
+    also those of the next rank (`nxt`), within step 2's timeWindow if it has one."""
+    n, gap = f.n, f.gap(2)
+    if not f.strict:
+        rest = ", ".join(f"min(b{K}_2) OVER rest AS rest{K}" for K in range(2, n + 1))
+        firsts = (
+            f"firsts AS (SELECT h, k, {rest} FROM lv2 WHERE m2 WINDOW rest AS (PARTITION BY h "
+            "ORDER BY t DESC, id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))"
+        )
+        values = ", ".join(f"l.rest{K} AS b{K}_1" for K in range(2, n + 1))
+    else:
+        own = ", ".join(f"min(b{K}_2) OVER own AS own{K}" for K in range(2, n + 1))
+        nxt = ", ".join(f"min(b{K}_2) OVER nxt AS nxt{K}" for K in range(2, n + 1))
+        firsts = (
+            f"firsts AS (SELECT h, k, t, gi, {own}, {nxt}, max(t) OVER nxt AS nxt_t FROM lv2 WHERE m2 "
+            "WINDOW own AS (PARTITION BY h, t ORDER BY id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW), "
+            "nxt AS (PARTITION BY h ORDER BY gi DESC RANGE BETWEEN 1 PRECEDING AND 1 PRECEDING))"
+        )
+        next_in_time = "TRUE" if gap is None else f"l.nxt_t - s.t <= {gap}"
+        e0_in_time = "TRUE" if gap is None else f"l.t - s.t <= {gap}"
+        values = ", ".join(
+            f"CASE WHEN l.gi = s.gi THEN least(l.own{K}, CASE WHEN {next_in_time} THEN l.nxt{K} END) "
+            f"WHEN l.gi = s.gi + 1 AND {e0_in_time} THEN l.own{K} END AS b{K}_1"
+            for K in range(2, n + 1)
+        )
+    return [
+        firsts,
+        f"entries AS (SELECT {_start_columns(f)}, {values} FROM ({_carried(f)}) s "
+        "ASOF LEFT JOIN firsts l ON s.h = l.h AND l.k > s.k)",
+    ]
+
+
+def _ranked(f: FunnelSpec, rel: Relations, q: Params, props: Properties, *, key: str) -> list[str]:
     """Strict funnels' `sk` and `starts`, from every event of the span ranked by timestamp
     per user (`gi`); `collided` is computed over all of them too."""
     start, end = q(to_micros(f.start)), q(to_micros(f.end))
@@ -329,15 +380,15 @@ def _ranked(f: Funnel, rel: Relations, q: Params, props: Properties, *, key: str
     return [
         f"ranked AS (SELECT * FROM (SELECT *, dense_rank() OVER (PARTITION BY h ORDER BY t) AS gi, "
         "min(u) OVER users <> max(u) OVER users AS collided "
-        f"FROM (SELECT {key} AS h, e.user_id AS u, e.id, epoch_us(e.ts) AS t, {entry} AS st, {flags} "
-        f"FROM {rel.span} e) "
+        f"FROM (SELECT {key} AS h, e.user_id AS u, e.id, epoch_us(e.ts) AS t, {ORDER_KEY} AS k, {entry} AS st, "
+        f"{flags} FROM {rel.span} e) "
         f"WINDOW users AS (PARTITION BY h)) WHERE st OR {_any_later_step(f)})",
         f"sk AS (SELECT * FROM ranked WHERE {_any_later_step(f)})",
         "starts AS (SELECT * FROM ranked WHERE st)",
     ]
 
 
-def _levels(f: Funnel, source: str, *, lowest: int, strict: bool) -> list[str]:
+def _levels(f: FunnelSpec, source: str, *, lowest: int, strict: bool) -> list[str]:
     """CTEs lv{n} .. lv{lowest} over `source`: b{K}_{k} from the rows that may follow."""
     n = f.n
     ctes = [f"lv{n} AS (SELECT {source}.*, CASE WHEN m{n} THEN t END AS b{n}_{n} FROM {source})"]
@@ -382,7 +433,7 @@ def _after(column: str, *, strict: bool, gap: int | None) -> str:
     return f"min({column}) OVER later"
 
 
-def _walk(f: Funnel, source: str, window: str) -> list[str]:
+def _walk(f: FunnelSpec, source: str, window: str) -> list[str]:
     """The reported path of each winning attempt (start t1, furthest step `reached`), one
     step per CTE: step k takes the first row after step k-1 that may fill it (its
     timeWindow; in strict order, at the same timestamp rank or the next) and from which
@@ -417,7 +468,7 @@ def _walk(f: Funnel, source: str, window: str) -> list[str]:
     return ctes
 
 
-def outcomes_statement(f: Funnel, rel: Relations, *, key: str) -> Statement:
+def outcomes_statement(f: FunnelSpec, rel: Relations, *, key: str) -> Statement:
     """Per entering user: collided, u, reached, value, t1..tn."""
     q = Params()
     ctes = winners_ctes(f, rel, q, key=key)
@@ -428,7 +479,7 @@ def outcomes_statement(f: Funnel, rel: Relations, *, key: str) -> Statement:
 TOP_BREAKDOWN = 10
 
 
-def table_statement(f: Funnel, rel: Relations, *, key: str) -> Statement:
+def table_statement(f: FunnelSpec, rel: Relations, *, key: str) -> Statement:
     """The per-step figures: one row for all entrants (`grp` NULL) and, with a breakdown, one
     per group: the TOP_BREAKDOWN values with the most entrants (ties: by value, absent
     last), numbered 1.., and the rest as group TOP_BREAKDOWN + 1. Columns: collided, grp,
@@ -448,7 +499,7 @@ def table_statement(f: Funnel, rel: Relations, *, key: str) -> Statement:
         sql = f"SELECT bool_or(collided), NULL AS grp, NULL AS value, {columns} FROM winners"
     else:
         ctes.append(
-            "ranked AS (SELECT value, row_number() OVER (ORDER BY count(*) DESC, value IS NULL, value) AS rank "
+            "value_ranks AS (SELECT value, row_number() OVER (ORDER BY count(*) DESC, value IS NULL, value) AS rank "
             "FROM winners GROUP BY value)"
         )
         top = q(TOP_BREAKDOWN)
@@ -456,7 +507,7 @@ def table_statement(f: Funnel, rel: Relations, *, key: str) -> Statement:
             f"SELECT bool_or(collided), CASE WHEN GROUPING(grp) = 0 THEN grp END AS grp, "
             f"CASE WHEN GROUPING(grp) = 0 AND grp <= {top} THEN any_value(value) END, {columns} "
             f"FROM (SELECT w.*, least(r.rank, {top} + 1) AS grp FROM winners w "
-            "JOIN ranked r ON r.value IS NOT DISTINCT FROM w.value) "
+            "JOIN value_ranks r ON r.value IS NOT DISTINCT FROM w.value) "
             "GROUP BY GROUPING SETS ((), (grp)) ORDER BY 2 NULLS FIRST"
         )
     return Statement.of(f"WITH {', '.join(ctes)} {sql}", q)

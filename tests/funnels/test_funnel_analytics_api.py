@@ -21,6 +21,12 @@ STEPS = [
     {"eventName": "buy", "timeWindow": 6 * 3600},
 ]
 PLANS = [f"plan{i}" for i in range(13)]
+# the runner's three formulations: ordered without timeWindows, with one, strict
+VARIANTS = {
+    "next-event": ([{**step, "timeWindow": None} for step in STEPS], "ordered"),
+    "time-window": (STEPS, "ordered"),
+    "strict": (STEPS, "strict"),
+}
 
 
 def generated(rng, first_day: datetime):
@@ -37,8 +43,8 @@ def generated(rng, first_day: datetime):
     return events
 
 
-def funnel_for(project, **fields) -> Funnel:
-    return Funnel.objects.create(project=project, name="Shop", steps=STEPS, conversion_window=86400, **fields)
+def funnel_for(project, steps=STEPS, **fields) -> Funnel:
+    return Funnel.objects.create(project=project, name="Shop", steps=steps, conversion_window=86400, **fields)
 
 
 def _store(project, events):
@@ -85,18 +91,20 @@ def test_analytics_matches_the_reference_in_the_project_timezone(project, api, m
     assert body["steps"][0]["users"] > 0 and "breakdown" not in body
 
 
-def test_breakdown_by_a_step_one_property_top_ten_and_other(project, api, mirror):
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_breakdown_by_a_step_one_property_top_ten_and_other(project, api, mirror, variant):
+    steps, order = VARIANTS[variant]
     first = datetime(2024, 5, 1, tzinfo=UTC)
     events = generated(random.Random(7), first)
     _store(project, events)
     mirror.ready(project)
-    funnel = funnel_for(project)
+    funnel = funnel_for(project, steps, order=order)
     body = api.get(
         f"/api/v1/funnels/{funnel.id}/analytics",
         {"startDate": "2024-05-01", "endDate": "2024-05-03", "breakdown": "plan"},
     ).json()
     start, end = first, first + timedelta(days=3)
-    expected = reference.funnel(events, STEPS, window=86400, order="ordered", start=start, end=end)
+    expected = reference.funnel(events, steps, window=86400, order=order, start=start, end=end)
     plan_of = {e["user"]: e["properties"]["plan"] for e in events if e["name"] == "view"}
     entrants: dict[str, list[str]] = {}
     for user in expected["best"]:
@@ -106,19 +114,21 @@ def test_breakdown_by_a_step_one_property_top_ten_and_other(project, api, mirror
     for group in body["breakdown"]:
         users = entrants[group["value"]] if group["value"] != "Other" else [u for p in ranked[10:] for u in entrants[p]]
         mine = [e for e in events if e["user"] in users]
-        want = reference.funnel(mine, STEPS, window=86400, order="ordered", start=start, end=end)
+        want = reference.funnel(mine, steps, window=86400, order=order, start=start, end=end)
         _same_steps(group["steps"], want["steps"])
     assert sum(group["steps"][0]["users"] for group in body["breakdown"]) == body["steps"][0]["users"]
 
 
-def test_users_who_converted_or_dropped_paged_by_cursor(project, api, mirror):
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_users_who_converted_or_dropped_paged_by_cursor(project, api, mirror, variant):
+    steps, order = VARIANTS[variant]
     first = datetime(2024, 5, 1, tzinfo=UTC)
     events = generated(random.Random(11), first)
     _store(project, events)
     mirror.ready(project)
-    funnel = funnel_for(project)
+    funnel = funnel_for(project, steps, order=order)
     start, end = first, first + timedelta(days=2)
-    best = reference.funnel(events, STEPS, window=86400, order="ordered", start=start, end=end)["best"]
+    best = reference.funnel(events, steps, window=86400, order=order, start=start, end=end)["best"]
     url = f"/api/v1/funnels/{funnel.id}/analytics/users"
     for status, wanted in (("converted", lambda n: n >= 2), ("dropped", lambda n: n == 2)):
         seen, cursor = [], None
@@ -171,7 +181,8 @@ def test_bad_requests_are_4xx_in_the_error_shape(project, other_project, api, ma
     assert client_for(make_key(project, scopes=["read"])).get(base).status_code == 200
 
 
-def test_breakdown_values_keep_their_json_type_ties_by_json_text_absent_last(project, api, mirror):
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_breakdown_values_keep_their_json_type_ties_by_json_text_absent_last(project, api, mirror, variant):
     """Groups are the JSON values of the property (10 and "10" apart), ranked by entrants,
     ties by their JSON text with the users who lack it last."""
     counts = [(True, 3), (10, 3), ("10", 3), ("absent", 3), (2.5, 2), ("a", 2), ([1], 1), ({"k": 1}, 1)]
@@ -188,7 +199,8 @@ def test_breakdown_values_keep_their_json_type_ties_by_json_text_absent_last(pro
                 )
     _store(project, events)
     mirror.ready(project)
-    funnel = funnel_for(project)
+    steps, order = VARIANTS[variant]
+    funnel = funnel_for(project, steps, order=order)
     body = api.get(
         f"/api/v1/funnels/{funnel.id}/analytics",
         {"startDate": "2024-05-01", "endDate": "2024-05-01", "breakdown": "plan"},

@@ -3,6 +3,7 @@ on generated data and on the hand-written cases of test_reference.py, reading th
 events in each of the mirror's three states (the not-yet-exported tail, half files and half
 tail, compacted files) on the configured database (SQLite by default, PostgreSQL in CI)."""
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -19,18 +20,55 @@ from tests.helpers import store_events
 BASE = datetime(2024, 3, 9, tzinfo=UTC)
 
 
-def answer(project, steps, *, window, order, start, end) -> dict:
+def answer(project, steps, *, window, order, start, end, breakdown=None) -> dict:
     """FunnelQuery's answer for [start, end) (a datetime endDate is inclusive)."""
     funnel = Funnel.objects.create(project=project, name="f", steps=steps, conversion_window=window, order=order)
     last = end - timedelta(microseconds=1)
     params = {"funnelId": funnel.id, "startDate": start.isoformat(), "endDate": last.isoformat()}
+    if breakdown:
+        params["breakdown"] = breakdown
     return FunnelQuery(project=project, params=params).calculate()
 
 
-def run_both(project, mirror, events, steps, *, window, order="ordered", start, end):
+ABSENT = object()
+
+
+def check_breakdown(project, events, steps, *, window, order, start, end, key):
+    """The breakdown by `key` against the reference run on each group's users. A user's
+    group is the JSON value of `key` on their winning step-1 event: the first stored one at
+    their entry time (a later one at the same instant can never get further)."""
+    best = reference.funnel(events, steps, window=window, order=order, start=start, end=end)["best"]
+    group_of = {}
+    for e in events:
+        if e["user"] in best and e["user"] not in group_of and e["ts"] == best[e["user"]][0]:
+            if _is_step_one(e, steps[0]):
+                group_of[e["user"]] = e["properties"].get(key, ABSENT)
+    members: dict[str, list[str]] = {}
+    for user, value in group_of.items():
+        members.setdefault("" if value is ABSENT else json.dumps(value), []).append(user)
+    ranked = sorted(members, key=lambda text: (-len(members[text]), text == "", text))
+    body = answer(project, steps, window=window, order=order, start=start, end=end, breakdown=key)
+    shown = [None if text == "" else json.loads(text) for text in ranked[:10]] + (["Other"] if ranked[10:] else [])
+    assert [group["value"] for group in body["breakdown"]] == shown
+    for group, texts in zip(body["breakdown"], [[text] for text in ranked[:10]] + [ranked[10:]], strict=False):
+        users = {user for text in texts for user in members[text]}
+        want = reference.funnel(
+            [e for e in events if e["user"] in users], steps, window=window, order=order, start=start, end=end
+        )
+        for got, expected in zip(group["steps"], want["steps"], strict=True):
+            assert got == pytest.approx(expected)
+
+
+def _is_step_one(event, step) -> bool:
+    return event["name"] == step["eventName"] and all(
+        reference.filter_matches(event["properties"], prop, spec) for prop, spec in (step.get("filters") or {}).items()
+    )
+
+
+def run_both(project, mirror, events, steps, *, window, order="ordered", start, end, breakdown=None):
     """Stores `events` (reference dicts, in order), puts them in the mirror's state, runs the
     runner and the reference and asserts they agree: every user's reported path, and the
-    per-step figures."""
+    per-step figures (and, with `breakdown`, each group's)."""
     store_events(project, [(e["user"], e["name"], e["ts"], e["properties"]) for e in events])
     mirror.ready(project)
     steps = validate_steps(steps)
@@ -42,6 +80,8 @@ def run_both(project, mirror, events, steps, *, window, order="ordered", start, 
     for got, want in zip(body["steps"], expected["steps"], strict=True):
         assert got == pytest.approx(want)
     assert body["overallConversionRate"] == pytest.approx(expected["overallConversionRate"])
+    if breakdown:
+        check_breakdown(project, events, steps, window=window, order=order, start=start, end=end, key=breakdown)
     return body["steps"]
 
 
@@ -183,7 +223,7 @@ def test_generated_funnels_match_the_reference(project, mirror, seed):
     order = "strict" if seed % 3 == 0 else "ordered"
     start = BASE + timedelta(hours=rng.choice([0, 6, 12]))
     end = start + timedelta(hours=rng.choice([12, 24, 48]))
-    run_both(project, mirror, events, steps, window=window, order=order, start=start, end=end)
+    run_both(project, mirror, events, steps, window=window, order=order, start=start, end=end, breakdown="s")
 
 
 @pytest.mark.django_db
@@ -206,3 +246,22 @@ def test_users_sharing_a_hash_are_computed_apart(project, mirror, monkeypatch, s
     merged = outcomes(project_id=project.id, p=params)
     expected = reference.funnel(events, steps, window=window, order=order, start=start, end=end)
     assert {user: len(o.times) for user, o in merged.items()} != {u: len(t) for u, t in expected["best"].items()}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "steps,order",
+    [
+        (hand.ABC, "ordered"),
+        ([{"eventName": "a"}, {"eventName": "b", "timeWindow": 60}, {"eventName": "c"}], "ordered"),
+        (hand.ABC, "strict"),
+    ],
+)
+def test_a_shared_hash_between_an_entrant_and_a_user_without_entries_is_seen(
+    project, mirror, monkeypatch, steps, order
+):
+    """Only `p` enters; `q`, sharing p's key, has the later steps: merged, p would convert."""
+    monkeypatch.setattr("funnels.queries.HASHED_KEY", "(CASE WHEN e.user_id IN ('p', 'q') THEN 0 ELSE 1 END)")
+    events = [hand.ev("p", "a", 0), hand.ev("q", "b", 10), hand.ev("q", "c", 20), hand.ev("r", "a", 0)]
+    table = run_both(project, mirror, events, steps, window=hand.DAY, order=order, start=hand.START, end=hand.END)
+    assert [step["users"] for step in table] == [2, 0, 0]
