@@ -216,8 +216,9 @@ def winners_ctes(f: FunnelSpec, rel: Relations, q: Params, *, key: str) -> list[
         f"attempts AS (SELECT h, u, collided, struct_pack({fields}) AS attempt "
         f"FROM (SELECT entries.*, {reached} AS reached FROM entries))"
     )
-    # the skeleton's users are compared too (strict funnels' `collided` covers every row read)
-    others = "" if f.strict else " UNION ALL SELECT h, u, FALSE, NULL FROM sk"
+    # the skeleton's users are compared too, unless `collided` covers them already (strict:
+    # every row read; the greedy chain: every match)
+    others = "" if f.strict or f.greedy else " UNION ALL SELECT h, u, FALSE, NULL FROM sk"
     ctes.append(
         "best AS (SELECT h, min(u) AS u, min(u) <> max(u) OR bool_or(collided) AS collided, min(attempt) AS win "
         f"FROM (SELECT h, u, collided, attempt FROM attempts{others}) GROUP BY h HAVING count(attempt) > 0)"
@@ -287,22 +288,34 @@ def _greedy_entries(f: FunnelSpec, rel: Relations, q: Params, props: Properties,
     step k are its own time and those of the first row after it (in (t, id) order, strictly:
     one event fills one step) that fills step k+1. So, from the last step back, each step's
     rows take the next step's first following row by an ASOF join on `k` = (t, id), and each
-    start takes the first following step-2 row's: `entries` has one row per start."""
+    start takes the first following step-2 row's: `entries` has one row per start.
+
+    `collided` here: some match of the start's chain is another user's row, which is how a
+    shared `h` would show (when every match is the same user's, it is also that user's
+    first: nothing comes between); `best` compares the starts' users."""
     n = f.n
-    ctes = [_skeleton(f, rel, q, props, key=key), f"l{n} AS (SELECT h, k, t AS b{n} FROM sk WHERE m{n})"]
+    ctes = [
+        _skeleton(f, rel, q, props, key=key),
+        f"l{n} AS (SELECT h, u, k, t AS b{n}, FALSE AS crossed FROM sk WHERE m{n})",
+    ]
     for k in range(n - 1, 1, -1):
         later = ", ".join(f"l.b{K}" for K in range(k + 1, n + 1))
         ctes.append(
-            f"l{k} AS (SELECT s.h, s.k, s.t AS b{k}, {later} FROM (SELECT * FROM sk WHERE m{k}) s "
-            f"ASOF LEFT JOIN l{k + 1} l ON s.h = l.h AND l.k > s.k)"
+            f"l{k} AS (SELECT s.h, s.u, s.k, s.t AS b{k}, {later}, {_crossed()} AS crossed "
+            f"FROM (SELECT * FROM sk WHERE m{k}) s ASOF LEFT JOIN l{k + 1} l ON s.h = l.h AND l.k > s.k)"
         )
     chain = ", ".join(f"l.b{K} AS b{K}_1" for K in range(2, n + 1))
+    starts = "s.h, s.u, (s.k >> 64)::BIGINT AS t, (s.k & 18446744073709551615)::BIGINT AS id, NULL::BIGINT AS gi"
     ctes += [
         _starts(f, rel, q, props, key=key),
-        f"entries AS (SELECT {_start_columns(f)}, {chain} FROM ({_carried(f)}) s "
+        f"entries AS (SELECT {starts}, {_crossed()} AS collided, {chain} FROM (SELECT h, u, k FROM starts) s "
         "ASOF LEFT JOIN l2 l ON s.h = l.h AND l.k > s.k)",
     ]
     return ctes
+
+
+def _crossed() -> str:
+    return "COALESCE(l.u <> s.u OR l.crossed, FALSE)"
 
 
 def _dp_entries(f: FunnelSpec, rel: Relations, q: Params, props: Properties, *, key: str) -> list[str]:

@@ -257,11 +257,16 @@ def test_users_sharing_a_hash_are_computed_apart(project, mirror, monkeypatch, s
         (hand.ABC, "strict"),
     ],
 )
-def test_a_shared_hash_between_an_entrant_and_a_user_without_entries_is_seen(
-    project, mirror, monkeypatch, steps, order
-):
-    """Only `p` enters; `q`, sharing p's key, has the later steps: merged, p would convert."""
+@pytest.mark.parametrize(
+    "theirs,users",
+    [
+        ([hand.ev("q", "b", 10), hand.ev("q", "c", 20)], [2, 0, 0]),  # q has p's next step
+        ([hand.ev("p", "b", 10), hand.ev("q", "c", 20)], [2, 1, 0]),  # q has the step after p's next
+    ],
+)
+def test_a_shared_hash_with_a_user_without_entries_is_seen(project, mirror, monkeypatch, steps, order, theirs, users):
+    """Only `p` and `r` enter; `q`, sharing p's key, has later steps: merged, p would get further."""
     monkeypatch.setattr("funnels.queries.HASHED_KEY", "(CASE WHEN e.user_id IN ('p', 'q') THEN 0 ELSE 1 END)")
-    events = [hand.ev("p", "a", 0), hand.ev("q", "b", 10), hand.ev("q", "c", 20), hand.ev("r", "a", 0)]
+    events = [hand.ev("p", "a", 0), *theirs, hand.ev("r", "a", 0)]
     table = run_both(project, mirror, events, steps, window=hand.DAY, order=order, start=hand.START, end=hand.END)
-    assert [step["users"] for step in table] == [2, 0, 0]
+    assert [step["users"] for step in table] == users
