@@ -25,7 +25,8 @@ def test_schema_endpoint_and_docs_page_are_served_without_a_cdn():
     html = docs.content.decode()
     assets = re.findall(r'(?:src|href)="([^"]+)"', html)
     assert assets and all(a.startswith("/static/") for a in assets), assets
-    assert "cdn" not in html.lower() and "https://" not in html
+    # no URL to another host (a bare "cdn" can occur in the page's random CSRF token)
+    assert "https://" not in html and "http://" not in html and not re.search(r"(?<![a-z0-9])//[a-z0-9.-]", html)
     for asset in assets:
         response = client.get(asset)
         assert response.status_code == 200, asset
