@@ -38,9 +38,9 @@ with every one of them in a live file of the mirror, is reused as it is):
    each scenario (bench/live.py's counter) and the machine's busy share (/proc/stat).
 
 The web and the ingestion stacks serve BENCH_APP (default HEAD: a `git worktree` of the
-current commit under BENCH_DIR, so a report is always of a commit; `BENCH_APP=.` serves this
-checkout as it is). Ranges end on the local day of the data's newest event, not on today, so a
-database seeded days ago answers the same questions.
+current commit under BENCH_DIR, removed at the end, so a report is always of a commit;
+`BENCH_APP=.` serves this checkout as it is). Ranges end on the local day of the data's
+newest event, not on today, so a database seeded days ago answers the same questions.
 
 Environment: BENCH_PG (maintenance database URL), BENCH_REDIS_URL (default
 redis://127.0.0.1:6379/12, flushed), BENCH_DIR (default /tmp/bench_cs), BENCH_SIZES, BENCH_RUNS,
@@ -127,11 +127,10 @@ def worktree(rev: str) -> Path:
     return path
 
 
-def worktrees_prune(keep: set[Path]) -> None:
-    """Removes this benchmark's worktrees of commits it no longer serves."""
+def worktrees_remove() -> None:
+    """Removes the worktrees this benchmark added (`git worktree list` as it was before)."""
     for path in (BENCH_DIR / "worktrees").glob("*"):
-        if path not in keep:
-            subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, capture_output=True)
+        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, capture_output=True)
     subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=True)
 
 
@@ -859,7 +858,6 @@ def print_ingestion(ing: dict) -> None:
 def main():
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     tree, app = app_tree()
-    worktrees_prune({tree, worktree(INGEST_BEFORE)} if INGEST else {tree})
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
@@ -872,11 +870,14 @@ def main():
     print(f"serving {app['commit'][:12]} from {app['tree']}; {report['uptime_before']}", flush=True)
     if app["uncommitted"]:
         print(f"  (uncommitted app changes served: {', '.join(app['uncommitted'])})")
-    for size in SIZES:
-        report["sizes"][str(size)] = measure_size(size, tree)
-    if INGEST:
-        print("\n== ingestion before / after", flush=True)
-        report["ingestion"] = ingestion(tree)
+    try:
+        for size in SIZES:
+            report["sizes"][str(size)] = measure_size(size, tree)
+        if INGEST:
+            print("\n== ingestion before / after", flush=True)
+            report["ingestion"] = ingestion(tree)
+    finally:
+        worktrees_remove()  # re-adding one takes seconds
     report["uptime_after"] = uptime()
     out = ROOT / "bench" / "results" / f"queries-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
