@@ -52,7 +52,11 @@ def mirror_export(*, project_id: int, limit: int = EXPORT_BATCH) -> tuple[int, s
     with transaction.atomic():
         mirror_lock(project_id)
         with connection.cursor() as cursor:
-            cursor.execute(event_rows_sql("p.project_id = %s ORDER BY p.event_id LIMIT %s"), [project_id, limit])
+            # The batch's ids first, from the outbox's (project, event) index: a join ordered and
+            # limited as a whole was planned as a sort of the entire outbox whenever its
+            # statistics were stale (11 s per batch on a 3M outbox, bench/README).
+            batch = "SELECT event_id FROM warehouse_pending WHERE project_id = %s ORDER BY event_id LIMIT %s"
+            cursor.execute(event_rows_sql(f"p.event_id IN ({batch})"), [project_id, limit])
             rows = cursor.fetchall()
         step("export:read")
         if not rows:
@@ -93,14 +97,15 @@ def day_files_write(project_id: int, batch, stage: str) -> list[MirrorFile]:
     return files
 
 
-def mirror_export_all(*, project_id: int) -> int:
-    """Exports every outbox event of the project (in batches); returns how many."""
-    total = 0
+def mirror_export_all(*, project_id: int) -> tuple[int, set]:
+    """Exports every outbox event of the project (in batches); returns (how many, UTC days
+    written)."""
+    total, days = 0, set()
     while True:
-        exported, _ = mirror_export(project_id=project_id)
-        total += exported
+        exported, written = mirror_export(project_id=project_id)
+        total, days = total + exported, days | written
         if exported < EXPORT_BATCH:
-            return total
+            return total, days
 
 
 def pending_add(*, project_id: int, ids) -> None:

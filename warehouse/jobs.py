@@ -18,7 +18,7 @@ from django.db import close_old_connections, connection
 
 from analytics_platform.redis import REDIS_DOWN
 from warehouse.compact import mirror_sweep, partition_compact, partitions_to_compact
-from warehouse.export import EXPORT_BATCH, mirror_export
+from warehouse.export import mirror_export_all
 
 logger = structlog.get_logger(__name__)
 EXPORT_JOB = "warehouse.jobs.export_mirror"
@@ -61,12 +61,7 @@ def export_mirror(project_id: int) -> int:
     if not connection.in_atomic_block:
         close_old_connections()
     _marker_clear(project_id)
-    total, days = 0, set()
-    while True:
-        exported, written = mirror_export(project_id=project_id)
-        total, days = total + exported, days | written
-        if exported < EXPORT_BATCH:
-            break
+    total, days = mirror_export_all(project_id=project_id)
     for day in partitions_to_compact(project_id=project_id, days=days):
         partition_compact(project_id=project_id, day=day)
     if time.monotonic() >= _next_maintenance:

@@ -50,7 +50,7 @@ def mirror_rebuild(*, project_id: int, batch: int = EXPORT_BATCH) -> int:
         MirrorFile.objects.bulk_create(files)
         step("rebuild:before_commit")
     step("rebuild:committed")
-    total += mirror_export_all(project_id=project_id)  # the tail too, so the mirror is whole
+    total += mirror_export_all(project_id=project_id)[0]  # the tail too, so the mirror is whole
     live = MirrorFile.objects.filter(project_id=project_id, retired_at__isnull=True)
     for day in sorted(set(live.values_list("day", flat=True))):
         partition_compact(project_id=project_id, day=day)

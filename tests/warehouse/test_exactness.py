@@ -53,7 +53,7 @@ def test_events_half_in_files_half_in_the_tail_are_read_once(project):
 
 def test_events_in_files_are_read_once_and_each_file_holds_one_utc_day(project):
     store(project.id, spread(60, 3), tag="a")
-    assert mirror_export_all(project_id=project.id) == 60
+    assert mirror_export_all(project_id=project.id)[0] == 60
     state = mirror_state(project.id)
     assert_exact(state, stored=60)
     assert state["pending"] == 0 and state["live_days"] == dict.fromkeys(DAYS, 1)
