@@ -177,19 +177,22 @@ def pg(db: str, sql: str, params=None) -> list[tuple]:
 def mirror_files(db: str, project_id: int) -> list[dict]:
     rows = pg(
         db,
-        "SELECT day, path, rows, bytes FROM warehouse_mirrorfile WHERE project_id = %s AND retired_at IS NULL",
+        "SELECT day, path, rows, bytes, rollup FROM warehouse_mirrorfile WHERE project_id = %s AND retired_at IS NULL",
         [project_id],
     )
-    return [{"day": day, "path": path, "rows": n, "bytes": size} for day, path, n, size in rows]
+    return [
+        {"day": day, "path": path, "rows": n, "bytes": size, "rollup": rollup} for day, path, n, size, rollup in rows
+    ]
 
 
 def mirror_complete(db: str, project_id: int, events: int, analytics: Path) -> bool:
-    """Every event in a live file on disk, one file per UTC day, nothing in the outbox."""
+    """Every event in a live file on disk with its rollup, one file per UTC day, nothing in the outbox."""
     files = mirror_files(db, project_id)
     pending = pg(db, "SELECT count(*) FROM warehouse_pending")[0][0]
     one_per_day = len({f["day"] for f in files}) == len(files)
     on_disk = all((analytics / f["path"]).is_file() for f in files)
-    return pending == 0 and one_per_day and on_disk and sum(f["rows"] for f in files) == events
+    rolled = all(f["rollup"] for f in files)
+    return pending == 0 and one_per_day and on_disk and rolled and sum(f["rows"] for f in files) == events
 
 
 def ensure_seeded(size: int, tree: Path) -> dict:

@@ -24,7 +24,7 @@ class SummaryParams:
 
 
 class SummaryQuery(QueryRunner):
-    """Totals over [start, end), computed in the column store."""
+    """Totals over [start, end), computed in the column store (as one bucket of Snapshot.bucketed)."""
 
     name = "summary"
 
@@ -34,13 +34,21 @@ class SummaryQuery(QueryRunner):
     def calculate(self) -> dict:
         p = self.params
         with snapshot(self.project.id, p.start, p.end) as snap:
+            data = snap.bucketed([p.start, p.end], p.start, p.end)
             rows = snap.fetch(
-                "SELECT event_name, COUNT(*), COUNT(DISTINCT user_id), MIN(ts), MAX(ts) "
-                f"FROM {snap.events(p.start, p.end)} e GROUP BY GROUPING SETS ((), (event_name))"
+                "SELECT 'count', event_name, SUM(n), MIN(first_ts), MAX(last_ts) "
+                f"FROM {data.counts()} c GROUP BY GROUPING SETS ((), (event_name)) "
+                f"UNION ALL SELECT 'users', NULL, COUNT(DISTINCT user_id), NULL, NULL FROM {data.users()} u "
+                "UNION ALL SELECT 'users', event_name, COUNT(DISTINCT user_id), NULL, NULL "
+                f"FROM {data.users(each=True)} u GROUP BY event_name"
             )
         self.rows = len(rows)
-        totals = next((row for row in rows if row[0] is None), None)
-        top = sorted((row for row in rows if row[0] is not None), key=lambda row: (-row[1], row[0]))[:TOP_EVENTS]
+        users = {name: n for kind, name, n, *_ in rows if kind == "users"}
+        counts = [
+            (name, n or 0, users.get(name, 0), first, last) for kind, name, n, first, last in rows if kind == "count"
+        ]
+        totals = next((row for row in counts if row[0] is None and row[1]), None)
+        top = sorted((row for row in counts if row[0] is not None), key=lambda row: (-row[1], row[0]))[:TOP_EVENTS]
         return {
             "totalEvents": totals[1] if totals else 0,
             "uniqueUsers": totals[2] if totals else 0,
@@ -60,9 +68,9 @@ class MetricsParams:
 
 class MetricsQuery(QueryRunner):
     """Event counts and unique users per calendar bucket in the project's timezone. The
-    buckets' bounds come from analytics_platform.buckets; each event is matched to its bucket
-    by an ASOF join in the column store, which does the counting; every bucket is present,
-    empty ones as 0."""
+    buckets' bounds come from analytics_platform.buckets; the column store counts them, from
+    the mirror's rollups where they can be cut on the buckets' bounds and from the events
+    elsewhere (Snapshot.bucketed); every bucket is present, empty ones as 0."""
 
     name = "metrics"
 
@@ -76,16 +84,19 @@ class MetricsQuery(QueryRunner):
         p = self.params
         bounds = bucket_bounds(p.interval, p.start, p.end, self.tz)
         with snapshot(self.project.id, p.start, p.end) as snap:
-            snap.register_buckets("buckets", bounds)
-            events = snap.events(p.start, p.end)
-            where, params = ("WHERE e.event_name = ?", [p.event]) if p.event is not None else ("", [])
+            data = snap.bucketed(bounds, p.start, p.end)
+            where, params = ("WHERE event_name = ?", [p.event, p.event]) if p.event is not None else ("", [])
             rows = snap.fetch(
-                f"SELECT b.idx, COUNT(*), COUNT(DISTINCT e.user_id) FROM (SELECT * FROM {events} e {where}) e "
-                "ASOF JOIN buckets b ON e.ts >= b.lo GROUP BY b.idx",
+                f"SELECT 'count', idx, SUM(n) FROM {data.counts()} c {where} GROUP BY idx UNION ALL "
+                f"SELECT 'users', idx, COUNT(DISTINCT user_id) FROM {data.users(each=p.event is not None)} u {where} "
+                "GROUP BY idx",
                 params,
             )
-        self.rows = len(rows)
-        counts = {idx: (count, users) for idx, count, users in rows}
+        counts = {}
+        for kind, idx, n in rows:
+            count, users = counts.get(idx, (0, 0))
+            counts[idx] = (n, users) if kind == "count" else (count, n)
+        self.rows = len(counts)  # buckets with events
         buckets = []
         for i, lo in enumerate(bounds[:-1]):
             count, users = counts.get(i, (0, 0))

@@ -7,7 +7,8 @@ inside the range. Period 0 is the cohort; period k counts the cohort's users wit
 one return event in period k (returns are counted after the range's end too), or, with
 `cumulative`, the users whose last return is in period k or later. A period that has not
 finished is null. Everything is computed in one statement in the column store, events
-matched to numbered periods by an ASOF join; Python only lays out the grid.
+counted per numbered period from the mirror's rollups where they can be (Snapshot.bucketed);
+Python only lays out the grid.
 """
 
 from dataclasses import dataclass
@@ -115,16 +116,17 @@ class RetentionQuery(QueryRunner):
                     f"cohort AS (SELECT f.user_id, b.idx AS cidx FROM ({firsts}) f ASOF JOIN periods b ON f.ts >= b.lo)"
                 )
             else:
+                cohorts_data = snap.bucketed(bounds, p.start, p.end, name="cohorts")
                 cohort_sql = (
-                    f"cohort AS (SELECT DISTINCT e.user_id, b.idx AS cidx FROM (SELECT * FROM "
-                    f"{snap.events(p.start, p.end)} e {cohort_filter}) e ASOF JOIN periods b ON e.ts >= b.lo)"
+                    "cohort AS (SELECT DISTINCT user_id, idx AS cidx "
+                    f"FROM {cohorts_data.users(each=p.cohort is not None)} e {cohort_filter})"
                 )
+            returns_data = snap.bucketed(bounds, bounds[1], bounds[-1], name="returns")
             return_filter = "AND e.event_name = ?" if p.return_event is not None else ""
+            returns_users = returns_data.users(each=p.return_event is not None)
             returns_sql = (
-                "returns AS (SELECT DISTINCT e.user_id, b.idx AS ridx FROM (SELECT * FROM "
-                f"{snap.events(bounds[1], bounds[-1])} e "
-                f"WHERE e.user_id IN (SELECT user_id FROM cohort) {return_filter}) e "
-                "ASOF JOIN periods b ON e.ts >= b.lo)"
+                f"returns AS (SELECT DISTINCT e.user_id, e.idx AS ridx FROM {returns_users} e "
+                f"WHERE e.user_id IN (SELECT user_id FROM cohort) {return_filter})"
             )
             pairs = (
                 "SELECT c.user_id, c.cidx, r.ridx - c.cidx AS k FROM cohort c "

@@ -26,31 +26,35 @@ def _starts_bucket(local: datetime, interval: str) -> bool:
     return local.day == 1  # month
 
 
-def boundaries(interval: str, tz: ZoneInfo, first: datetime, last: datetime) -> list[datetime]:
-    """Every bucket start (UTC) from the last one at or before `first` to the first one after `last`."""
-    moment = first.replace(second=0, microsecond=0) - timedelta(minutes=first.minute % 15)
+def boundaries(interval: str, tz: ZoneInfo, first: datetime, last: datetime, step: timedelta = STEP) -> list[datetime]:
+    """Every bucket start (UTC) from the last one at or before `first` to the first one after
+    `last`, found by walking UTC instants `step` apart (from a whole hour), so every local
+    midnight must fall on one: 15 minutes holds for every zone today, not for all of history."""
+    first = first.astimezone(UTC)
+    moment = first.replace(minute=0, second=0, microsecond=0)
+    moment += (first - moment) // step * step
     found = []
     back = moment
     while True:  # the last start at or before `first`
         if _starts_bucket(back.astimezone(tz), interval):
             found.append(back)
             break
-        back -= STEP
-    moment = back + STEP
+        back -= step
+    moment = back + step
     while True:
         if _starts_bucket(moment.astimezone(tz), interval):
             found.append(moment)
             if moment > last:
                 return found
-        moment += STEP
+        moment += step
 
 
 def _index(bounds: list[datetime], moment: datetime) -> int:
     return max(i for i, b in enumerate(bounds) if b <= moment)
 
 
-def metrics(events, tz: ZoneInfo, interval: str, start: datetime, end: datetime, event: str | None = None):
-    bounds = boundaries(interval, tz, start, end - timedelta(microseconds=1))
+def metrics(events, tz: ZoneInfo, interval: str, start: datetime, end: datetime, event=None, step=STEP):
+    bounds = boundaries(interval, tz, start, end - timedelta(microseconds=1), step)
     counts, users = defaultdict(int), defaultdict(set)
     for user, name, moment in events:
         if start <= moment < end and (event is None or name == event):

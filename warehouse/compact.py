@@ -26,6 +26,7 @@ from warehouse.engine import engine_cursor
 from warehouse.export import mirror_lock
 from warehouse.files import COLUMNS_SQL, TMP_SUFFIX, new_path, step, write_parquet
 from warehouse.models import MirrorFile
+from warehouse.rollup import SUFFIX, rollup_path
 
 logger = structlog.get_logger(__name__)
 COMPACT_AT = 8  # live files in one partition that make it worth merging
@@ -45,7 +46,7 @@ def partition_compact(*, project_id: int, day) -> int:
         relative = new_path(project_id, day)
         engine = engine_cursor()
         try:
-            size = write_parquet(engine, f"SELECT {COLUMNS_SQL} FROM read_parquet([{paths}])", relative, "compact")
+            size = write_parquet(engine, f"SELECT {COLUMNS_SQL} FROM read_parquet([{paths}])", relative, "compact", day)
             merged = engine.execute(f"SELECT COUNT(*) FROM read_parquet({_quoted(settings.ANALYTICS_DIR / relative)})")
             rows = merged.fetchone()[0]
         finally:
@@ -53,7 +54,7 @@ def partition_compact(*, project_id: int, day) -> int:
         if rows != sum(f.rows for f in files):
             raise RuntimeError(f"compacting {project_id}/{day}: {rows} rows merged, the catalog lists {files}")
         MirrorFile.objects.filter(pk__in=[f.pk for f in files]).update(retired_at=timezone.now())
-        MirrorFile.objects.create(project_id=project_id, day=day, path=relative, rows=rows, bytes=size)
+        MirrorFile.objects.create(project_id=project_id, day=day, path=relative, rows=rows, bytes=size, rollup=True)
         step("compact:before_commit")
     step("compact:committed")
     logger.info("mirror_compacted", project_id=project_id, day=str(day), files=len(files))
@@ -82,7 +83,8 @@ def mirror_sweep() -> int:
     deleted = 0
     expired = MirrorFile.objects.filter(retired_at__lt=timezone.now() - timedelta(seconds=grace))
     for mirror_file in expired.iterator():
-        (settings.ANALYTICS_DIR / mirror_file.path).unlink(missing_ok=True)
+        for relative in _paths(mirror_file.path, mirror_file.rollup):
+            (settings.ANALYTICS_DIR / relative).unlink(missing_ok=True)
         step("sweep:unlinked")
         mirror_file.delete()
         deleted += 1
@@ -98,7 +100,8 @@ def _orphans_delete(project_dir: Path, cutoff: float) -> int:
     with transaction.atomic():
         if not mirror_lock(int(project_dir.name), wait=False):
             return 0
-        known = set(MirrorFile.objects.filter(project_id=int(project_dir.name)).values_list("path", flat=True))
+        catalog = MirrorFile.objects.filter(project_id=int(project_dir.name)).values_list("path", "rollup")
+        known = {relative for path, rollup in catalog for relative in _paths(path, rollup)}
         for day_dir in _entries(project_dir):
             for path in _entries(day_dir):
                 relative = f"{project_dir.name}/{day_dir.name}/{path.name}"
@@ -110,10 +113,15 @@ def _orphans_delete(project_dir: Path, cutoff: float) -> int:
                     continue
                 if old:
                     path.unlink(missing_ok=True)
-                    deleted += 1
+                    deleted += not path.name.endswith(SUFFIX)
             _remove_if_empty(day_dir)
         _remove_if_empty(project_dir)
     return deleted
+
+
+def _paths(path: str, rollup: bool) -> list[str]:
+    """A catalog row's files: its own, and its rollup's if it has one."""
+    return [path, rollup_path(path)] if rollup else [path]
 
 
 def _entries(directory: Path) -> list[Path]:

@@ -90,8 +90,8 @@ def day_files_write(project_id: int, batch, stage: str) -> list[MirrorFile]:
             )
             count = engine.execute(f"SELECT COUNT(*) FROM ({select})").fetchone()[0]
             relative = new_path(project_id, day)
-            size = write_parquet(engine, select, relative, stage)
-            files.append(MirrorFile(project_id=project_id, day=day, path=relative, rows=count, bytes=size))
+            size = write_parquet(engine, select, relative, stage, day)
+            files.append(MirrorFile(project_id=project_id, day=day, path=relative, rows=count, bytes=size, rollup=True))
     finally:
         engine.close()
     return files

@@ -18,6 +18,9 @@ from pathlib import Path
 
 from django.conf import settings
 
+from warehouse.rollup import PARQUET as ROLLUP
+from warehouse.rollup import rollup_path, rollup_select
+
 TMP_SUFFIX = ".tmp"
 PARQUET = "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
 # The order rows are written in: by user, then time, as funnels and retention read them.
@@ -38,20 +41,27 @@ def new_path(project_id: int, day: date) -> str:
     return f"{project_id}/{day.isoformat()}/{uuid.uuid4().hex}.parquet"
 
 
-def write_parquet(cursor, select_sql: str, relative: str, stage: str) -> int:
-    """Writes the rows of `select_sql` (with COLUMNS_SQL's columns) to `relative`, durably;
-    returns the file's size in bytes. `stage` names the caller in its step() points."""
+def write_parquet(cursor, select_sql: str, relative: str, stage: str, day: date) -> int:
+    """Writes the rows of `select_sql` (with COLUMNS_SQL's columns, all on UTC day `day`) to
+    `relative`, and their rollup beside it (warehouse.rollup), durably; returns the bytes
+    written (both files). `stage` names the caller in its step() points."""
     final = settings.ANALYTICS_DIR / relative
+    rollup = settings.ANALYTICS_DIR / rollup_path(relative)
     _make_directories(final.parent)
-    temporary = final.with_name(final.name + TMP_SUFFIX)
-    quoted = str(temporary).replace("'", "''")
-    cursor.execute(f"COPY ({select_sql} ORDER BY {ORDER}) TO '{quoted}' {PARQUET}")
-    _fsync(temporary)
+    written = []
+    outputs = [(final, f"{select_sql} ORDER BY {ORDER}", PARQUET), (rollup, rollup_select(select_sql, day), ROLLUP)]
+    for target, sql, options in outputs:
+        temporary = target.with_name(target.name + TMP_SUFFIX)
+        quoted = str(temporary).replace("'", "''")
+        cursor.execute(f"COPY ({sql}) TO '{quoted}' {options}")
+        _fsync(temporary)
+        written.append((temporary, target))
     step(f"{stage}:tmp_written")
-    os.replace(temporary, final)
+    for temporary, target in written:
+        os.replace(temporary, target)
     _fsync(final.parent)
     step(f"{stage}:renamed")
-    return final.stat().st_size
+    return final.stat().st_size + rollup.stat().st_size
 
 
 def _make_directories(directory: Path) -> None:

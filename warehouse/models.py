@@ -18,7 +18,8 @@ class MirrorFile(models.Model):
     day = models.DateField()  # the UTC day of every event in the file
     path = models.CharField(max_length=300, unique=True)  # relative to ANALYTICS_DIR
     rows = models.PositiveBigIntegerField()
-    bytes = models.PositiveBigIntegerField()
+    bytes = models.PositiveBigIntegerField()  # the file's and its rollup's
+    rollup = models.BooleanField(default=False)  # has a rollup beside it (warehouse.rollup)
     created_at = models.DateTimeField(auto_now_add=True)
     retired_at = models.DateTimeField(null=True, blank=True)
 

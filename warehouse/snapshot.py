@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import connection
 
 from warehouse.engine import engine_cursor
+from warehouse.rollup import ANY_EVENT, EACH_EVENT, SLOTTED, pieces, rollup_path
 
 COLUMNS = ("id", "event_id", "user_id", "event_name", "timestamp", "properties", "session_id", "page_url")
 SELECT = 'id, event_id, user_id, event_name, "timestamp" AS ts, properties, session_id, page_url'
@@ -70,6 +71,7 @@ def _aware(value) -> datetime:
 class LiveFile:
     day: date
     path: str
+    rollup: bool
 
 
 class Snapshot:
@@ -80,23 +82,43 @@ class Snapshot:
         cursor.register("tail", tail)
 
     def events(self, start: datetime | None = None, end: datetime | None = None) -> str:
+        self._check_span(start, end)
+        first = start.astimezone(UTC).date() if start is not None else date.min
+        last = (end - timedelta(microseconds=1)).astimezone(UTC).date() if end is not None else date.max
+        return self._events(start, end, [f for f in self.files if first <= f.day <= last])
+
+    def _check_span(self, start, end) -> None:
         low, high = self.span
         if (low is not None and (start is None or start < low)) or (high is not None and (end is None or end > high)):
-            raise ValueError(f"events({start}, {end}) reaches outside the snapshot's span {self.span}")
+            raise ValueError(f"({start}, {end}) reaches outside the snapshot's span {self.span}")
+
+    def _events(self, start, end, files: list[LiveFile]) -> str:
         where = []
         if start is not None:
             where.append(f"ts >= {_literal(start)}")
         if end is not None:
             where.append(f"ts < {_literal(end)}")
         condition = f" WHERE {' AND '.join(where)}" if where else ""
-        first = start.astimezone(UTC).date() if start is not None else date.min
-        last = (end - timedelta(microseconds=1)).astimezone(UTC).date() if end is not None else date.max
-        paths = [str(settings.ANALYTICS_DIR / f.path) for f in self.files if first <= f.day <= last]
         parts = [f"SELECT {SELECT} FROM tail"]
-        if paths:
-            listed = ", ".join("'" + path.replace("'", "''") + "'" for path in paths)
-            parts.insert(0, f"SELECT {SELECT} FROM read_parquet([{listed}])")
+        if files:
+            parts.insert(0, f"SELECT {SELECT} FROM read_parquet({_paths(f.path for f in files)})")
         return "(SELECT * FROM (" + " UNION ALL ".join(parts) + f"){condition})"
+
+    def bucketed(self, bounds: list[datetime], start: datetime, end: datetime, name: str = "b") -> "Bucketed":
+        """The events with start <= ts < end in the buckets [bounds[i], bounds[i + 1]) (which
+        cover that span), counted from the rollups where they can be and from the events
+        elsewhere (see Bucketed). `name` tells apart two of them in one statement."""
+        self._check_span(start, end)
+        first, last = start.astimezone(UTC).date(), (end - timedelta(microseconds=1)).astimezone(UTC).date()
+        files = [f for f in self.files if first <= f.day <= last]
+        rolled_days = {f.day for f in files} - {f.day for f in files if not f.rollup}
+        table, unaligned = pieces(bounds, rolled_days, start, end)
+        rolled_days -= unaligned
+        self.register_buckets(f"{name}_buckets", bounds)
+        self.cursor.register(f"{name}_pieces", table)
+        rollups = [rollup_path(f.path) for f in files if f.day in rolled_days]
+        raw = self._events(start, end, [f for f in files if f.day not in rolled_days])
+        return Bucketed(name, raw, _paths(rollups) if rollups else None)
 
     def register_buckets(self, name: str, bounds: list[datetime]) -> None:
         """A table `name` (idx, lo) of the buckets [bounds[i], bounds[i + 1]), to match events
@@ -111,6 +133,49 @@ class Snapshot:
 
     def fetch(self, sql: str, params=None) -> list[tuple]:
         return self.cursor.execute(sql, params or []).fetchall()
+
+
+@dataclass(frozen=True)
+class Bucketed:
+    """Relations over numbered buckets (Snapshot.bucketed), each summing to what the bucket's
+    events would give: `counts()` rows (idx, event_name, n, first_ts, last_ts), n events with
+    first and last timestamps; `users(each)` rows (idx, event_name, user_id), a user active in
+    the bucket (repeated: count them DISTINCT), with event_name NULL for any event, or with
+    `each` per event name."""
+
+    name: str
+    raw: str
+    rollups: str | None
+
+    def counts(self) -> str:
+        parts = [
+            "SELECT b.idx, e.event_name, 1 AS n, e.ts AS first_ts, e.ts AS last_ts "
+            f"FROM {self.raw} e ASOF JOIN {self.name}_buckets b ON e.ts >= b.lo"
+        ]
+        if self.rollups:
+            parts.append(f"SELECT p.idx, r.event_name, r.n, r.first_ts, r.last_ts FROM {self._rolled(SLOTTED)}")
+        return "(" + " UNION ALL ".join(parts) + ")"
+
+    def users(self, each: bool = False) -> str:
+        name = "e.event_name" if each else "NULL::VARCHAR"
+        parts = [
+            f"SELECT b.idx, {name} AS event_name, e.user_id FROM {self.raw} e "
+            f"ASOF JOIN {self.name}_buckets b ON e.ts >= b.lo"
+        ]
+        if self.rollups:
+            name = "r.event_name" if each else "NULL::VARCHAR"
+            parts.append(f"SELECT p.idx, {name}, r.user_id FROM {self._rolled(EACH_EVENT if each else ANY_EVENT)}")
+        return "(" + " UNION ALL ".join(parts) + ")"
+
+    def _rolled(self, kind: int) -> str:
+        return (
+            f"(SELECT * FROM read_parquet({self.rollups}) r WHERE r.kind = {kind}) r "
+            f"JOIN {self.name}_pieces p ON r.day = p.day AND ((r.lo & p.lo) <> 0 OR (r.hi & p.hi) <> 0)"
+        )
+
+
+def _paths(relatives) -> str:
+    return "[" + ", ".join("'" + str(settings.ANALYTICS_DIR / r).replace("'", "''") + "'" for r in relatives) + "]"
 
 
 def _literal(moment: datetime) -> str:
@@ -132,15 +197,17 @@ def _read_catalog_and_tail(project_id: int, start, end) -> tuple[list[LiveFile],
     (a statement sees one snapshot in PostgreSQL, a read in SQLite's WAL mode too) and with
     no transaction: on SQLite a transaction would take the write lock, and readers would
     queue behind ingestion and exports. The catalog's rows ride in the tail's columns (kind
-    1: path in `properties`, day in `session_id`); the tail's SELECT comes first so that
-    SQLite types the timestamp column by its declaration."""
+    1: path in `properties`, day in `session_id`, whether it has a rollup in `page_url`);
+    the tail's SELECT comes first so that SQLite types the timestamp column by its
+    declaration."""
     where, params = "p.project_id = %s", [project_id]
     if start is not None:
         where, params = f"{where} AND e.timestamp >= %s", [*params, connection.ops.adapt_datetimefield_value(start)]
     if end is not None:
         where, params = f"{where} AND e.timestamp < %s", [*params, connection.ops.adapt_datetimefield_value(end)]
     catalog = (
-        "SELECT 1, NULL, NULL, NULL, NULL, NULL, f.path, CAST(f.day AS text), NULL FROM warehouse_mirrorfile f "
+        "SELECT 1, NULL, NULL, NULL, NULL, NULL, f.path, CAST(f.day AS text), "
+        "CASE WHEN f.rollup THEN 'rollup' END FROM warehouse_mirrorfile f "
         "WHERE f.project_id = %s AND f.retired_at IS NULL"
     )
     sql = (
@@ -150,7 +217,7 @@ def _read_catalog_and_tail(project_id: int, start, end) -> tuple[list[LiveFile],
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, project_id])
         rows = cursor.fetchall()
-    files = [LiveFile(_as_date(row[7]), row[6]) for row in rows if row[0] == 1]
+    files = [LiveFile(_as_date(row[7]), row[6], row[8] is not None) for row in rows if row[0] == 1]
     return files, rows_table([row[1:] for row in rows if row[0] == 0])
 
 

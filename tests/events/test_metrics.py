@@ -2,6 +2,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import duckdb
 import pytest
 
 from accounts.services import project_get_or_create
@@ -12,7 +13,7 @@ from tests.helpers import assert_error, store_events
 
 pytestmark = pytest.mark.django_db
 
-ZONES = ["UTC", "Asia/Kolkata", "America/New_York"]
+ZONES = ["UTC", "Asia/Kolkata", "America/New_York", "Asia/Kathmandu"]  # Kathmandu: +05:45
 NAMES = ["page_view", "signup", "purchase"]
 
 
@@ -56,6 +57,7 @@ def run(project, **params):
         ("week", "2024-10-27", "2024-11-10"),
         ("month", "2024-02-15", "2024-11-30"),
         ("day", "2024-03-10T01:30:00", "2024-03-12T12:00:00"),
+        ("hour", "2024-03-10T01:37:12", "2024-03-10T09:02:00"),
         ("hour", "2024-06-01", "2024-06-01"),
     ],
 )
@@ -147,3 +149,77 @@ def test_each_computation_is_logged_with_runner_duration_and_rows(project, caplo
     lines = [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg.get("event") == "query"]
     assert [line["cached"] for line in lines] == [False, True]
     assert lines[0]["runner"] == "metrics" and lines[0]["rows"] == 1 and lines[0]["duration_ms"] >= 0
+
+
+def _export_and_compact(project) -> None:
+    from warehouse.compact import partition_compact
+    from warehouse.export import mirror_export_all
+    from warehouse.models import MirrorFile
+
+    mirror_export_all(project_id=project.id)
+    for day in set(MirrorFile.objects.filter(project=project, retired_at__isnull=True).values_list("day", flat=True)):
+        partition_compact(project_id=project.id, day=day)
+
+
+@pytest.mark.parametrize("interval", ["day", "hour"])
+def test_bucket_edges_off_the_rollups_slots_are_counted_from_the_events(project, interval, mirror):
+    """Monrovia's offset was -00:44:30 until 1972: its midnights and hours fall inside the
+    rollups' 15-minute slots, so those days are counted from their events."""
+    tz = ZoneInfo("Africa/Monrovia")
+    project = project_get_or_create(organization=project.organization, name=project.name, timezone_name=tz.key)
+    rng = random.Random(interval)
+    anchor = datetime(1971, 6, 3, tzinfo=UTC)
+    events = [
+        (f"u{rng.randint(1, 20)}", rng.choice(NAMES), anchor + timedelta(seconds=rng.randint(-2 * 86400, 2 * 86400)))
+        for _ in range(300)
+    ]
+    events += [("edge", "page_view", datetime(1971, 6, 2, hour, tzinfo=tz).astimezone(UTC)) for hour in (0, 5, 23)]
+    store_events(project, events)
+    mirror.ready(project)
+    for start, end in [("1971-06-01", "1971-06-04"), ("1971-06-02", "1971-06-02")]:
+        lo, hi = parse_range(start, end, tz)
+        for event in (None, "purchase"):
+            got = run(project, interval=interval, startDate=start, endDate=end, **({"event": event} if event else {}))
+            expected = reference.metrics(events, tz, interval, lo, hi, event, step=timedelta(seconds=30))
+            assert got["buckets"] == expected, (start, end, event)
+
+
+def test_whole_days_are_counted_from_the_rollups_alone(project, settings):
+    """With the events' files gone from disk and only their rollups left, whole local days
+    (east of UTC, across a DST change) are still answered, and rightly; a range whose edge
+    falls inside a slot needs the events and cannot be."""
+    tz = ZoneInfo("Europe/Berlin")
+    project = project_get_or_create(organization=project.organization, name=project.name, timezone_name=tz.key)
+    events = generated(random.Random("rollups"), tz)
+    store_events(project, events)
+    _export_and_compact(project)
+    from warehouse.models import MirrorFile
+
+    for f in MirrorFile.objects.filter(project=project, retired_at__isnull=True):
+        (settings.ANALYTICS_DIR / f.path).unlink()
+    for interval, start, end in [("day", "2024-03-05", "2024-03-15"), ("hour", "2024-10-26", "2024-10-28")]:
+        lo, hi = parse_range(start, end, tz)
+        assert run(project, interval=interval, startDate=start, endDate=end)["buckets"] == reference.metrics(
+            events, tz, interval, lo, hi
+        )
+    with pytest.raises(duckdb.IOException, match="No files found"):
+        MetricsQuery(project=project, params={"startDate": "2024-03-05T10:07:00", "endDate": "2024-03-06"}).calculate()
+
+
+def test_files_written_before_rollups_existed_are_counted_from_their_events(project, settings):
+    tz = ZoneInfo("America/New_York")
+    project = project_get_or_create(organization=project.organization, name=project.name, timezone_name=tz.key)
+    events = generated(random.Random("no rollups"), tz)
+    store_events(project, events)
+    _export_and_compact(project)
+    from warehouse.models import MirrorFile
+
+    live = MirrorFile.objects.filter(project=project, retired_at__isnull=True).order_by("day")
+    for f in list(live)[::2]:  # every other day as an older version wrote it
+        (settings.ANALYTICS_DIR / f.path.replace(".parquet", ".rollup.parquet")).unlink()
+        MirrorFile.objects.filter(pk=f.pk).update(rollup=False)
+    for interval, start, end in [("day", "2024-03-05", "2024-03-15"), ("week", "2024-10-27", "2024-11-10")]:
+        lo, hi = parse_range(start, end, tz)
+        for event in (None, "signup"):
+            got = run(project, interval=interval, startDate=start, endDate=end, **({"event": event} if event else {}))
+            assert got["buckets"] == reference.metrics(events, tz, interval, lo, hi, event)

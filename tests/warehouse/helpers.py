@@ -57,6 +57,9 @@ def _utc(moment) -> str:
     return moment.astimezone(UTC).isoformat()
 
 
+ROLLUP = ".rollup.parquet"  # the name warehouse.rollup gives a file's rollup
+
+
 def mirror_state(project_id: int) -> dict:
     """The project's events as a snapshot reads them, against the events table; its catalog
     and files. JSON-serializable."""
@@ -71,13 +74,15 @@ def mirror_state(project_id: int) -> dict:
     }
     root = settings.ANALYTICS_DIR
     project_dir = root / str(project_id)
-    on_disk = sorted(str(path.relative_to(root)) for path in project_dir.rglob("*") if path.is_file())
+    files = sorted(str(path.relative_to(root)) for path in project_dir.rglob("*") if path.is_file())
+    on_disk = [path for path in files if ROLLUP not in path]  # a rollup goes with its file
+    rollups_on_disk = set(files) - set(on_disk)
     live = list(MirrorFile.objects.filter(project_id=project_id, retired_at__isnull=True).order_by("path"))
     retired = sorted(
         MirrorFile.objects.filter(project_id=project_id, retired_at__isnull=False).values_list("path", flat=True)
     )
     missing_files = [f.path for f in live if not (root / f.path).is_file()]
-    file_rows_differ, misfiled = [], 0
+    file_rows_differ, rollup_differs, misfiled = [], [], 0
     engine = engine_cursor()
     try:
         for f in live:
@@ -89,6 +94,8 @@ def mirror_state(project_id: int) -> dict:
             if rows != f.rows:
                 file_rows_differ.append(f.path)
             misfiled += wrong
+            if not _rollup_agrees(engine, f, rows, rollups_on_disk):
+                rollup_differs.append(f.path)
     finally:
         engine.close()
 
@@ -101,6 +108,7 @@ def mirror_state(project_id: int) -> dict:
         "on_disk": on_disk,
         "live_missing_on_disk": missing_files,
         "file_rows_differ": file_rows_differ,
+        "rollup_differs": rollup_differs,
         "misfiled": misfiled,
     }
     try:
@@ -121,6 +129,22 @@ def mirror_state(project_id: int) -> dict:
     }
 
 
+def _rollup_agrees(engine, f, rows: int, rollups_on_disk: set) -> bool:
+    """The file's rollup is there, and counts its events and users: per slot and per user,
+    the events add up to the file's rows, and there is one any-event row per distinct user."""
+    rollup = f.path.removesuffix(".parquet") + ROLLUP
+    if not f.rollup or rollup not in rollups_on_disk:
+        return False
+    data = str(settings.ANALYTICS_DIR / f.path).replace("'", "''")
+    quoted = str(settings.ANALYTICS_DIR / rollup).replace("'", "''")
+    in_slots, in_users, users = engine.execute(
+        "SELECT SUM(n) FILTER (WHERE kind = 0), SUM(n) FILTER (WHERE kind = 1), COUNT(*) FILTER (WHERE kind = 1) "
+        f"FROM read_parquet('{quoted}')"
+    ).fetchone()
+    distinct = engine.execute(f"SELECT COUNT(DISTINCT user_id) FROM read_parquet('{data}')").fetchone()[0]
+    return in_slots == in_users == rows and users == distinct
+
+
 def assert_exact(state: dict, stored: int | None = None) -> None:
     """Every stored event read once, with its fields; the catalog's live files whole."""
     assert "read_error" not in state, state
@@ -129,6 +153,7 @@ def assert_exact(state: dict, stored: int | None = None) -> None:
     assert state["read"] == state["distinct"] == state["stored"], state
     assert (state["missing"], state["extra"], state["doubled"], state["mismatched"]) == (0, 0, 0, 0), state
     assert state["live_missing_on_disk"] == [] and state["file_rows_differ"] == [] and state["misfiled"] == 0, state
+    assert state["rollup_differs"] == [], state
     assert sum(state["live"].values()) + state["pending"] == state["stored"], state
 
 
