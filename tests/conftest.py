@@ -1,6 +1,7 @@
 import gzip
 import json
 import os
+from datetime import date
 
 import pytest
 import redis
@@ -150,13 +151,14 @@ def post_events(client_for, ingest_key):
 def mirror(request, monkeypatch):
     """Runs an analytics test three times, the stored events read from the database's
     not-yet-mirrored tail only, half from Parquet files and half from the tail, and all from
-    compacted files: `ready(project)` puts the stored events in that state (nothing is
-    exported by itself meanwhile) and checks it."""
+    compacted files, every month merged into a span: `ready(project)` puts the stored events
+    in that state (nothing is exported by itself meanwhile) and checks it."""
     from django.db.models import Sum
 
     from warehouse.compact import partition_compact
     from warehouse.export import mirror_export, mirror_export_all
     from warehouse.models import MirrorFile, Pending
+    from warehouse.spans import spans_merge
 
     monkeypatch.setattr("events.services.export_schedule", lambda project_id: None)
 
@@ -173,6 +175,7 @@ def mirror(request, monkeypatch):
                 live = MirrorFile.objects.filter(project=project, retired_at__isnull=True)
                 for day in set(live.values_list("day", flat=True)):
                     partition_compact(project_id=project.id, day=day)
+                spans_merge(project_id=project.id, today=date.max)  # every month's users merged
             live = MirrorFile.objects.filter(project=project, retired_at__isnull=True)
             in_files = live.aggregate(n=Sum("rows"))["n"] or 0
             in_tail = Pending.objects.filter(project_id=project.id).count()

@@ -25,7 +25,7 @@ from django.utils import timezone
 from warehouse.engine import engine_cursor
 from warehouse.export import mirror_lock
 from warehouse.files import COLUMNS_SQL, TMP_SUFFIX, new_path, step, write_parquet
-from warehouse.models import MirrorFile
+from warehouse.models import MirrorFile, MirrorSpan
 from warehouse.rollup import SUFFIX, rollup_path
 
 logger = structlog.get_logger(__name__)
@@ -75,18 +75,22 @@ def partitions_to_compact(*, project_id: int, days=None) -> list:
 
 
 def mirror_sweep() -> int:
-    """Deletes retired files past the grace period (file, then catalog row) and orphans:
+    """Deletes retired files and spans past the grace period (file, then catalog row) and orphans:
     files under ANALYTICS_DIR that no catalog row names, older than the grace period (a
     project whose mirror lock is taken is left for the next sweep). Returns how many files
     were deleted."""
     grace = settings.ANALYTICS_GRACE_SECONDS
     deleted = 0
-    expired = MirrorFile.objects.filter(retired_at__lt=timezone.now() - timedelta(seconds=grace))
-    for mirror_file in expired.iterator():
+    retired_before = timezone.now() - timedelta(seconds=grace)
+    for mirror_file in MirrorFile.objects.filter(retired_at__lt=retired_before).iterator():
         for relative in _paths(mirror_file.path, mirror_file.rollup):
             (settings.ANALYTICS_DIR / relative).unlink(missing_ok=True)
         step("sweep:unlinked")
         mirror_file.delete()
+        deleted += 1
+    for span in MirrorSpan.objects.filter(retired_at__lt=retired_before).iterator():
+        (settings.ANALYTICS_DIR / span.path).unlink(missing_ok=True)
+        span.delete()
         deleted += 1
     cutoff = time.time() - grace
     for project_dir in _entries(settings.ANALYTICS_DIR):
@@ -102,6 +106,7 @@ def _orphans_delete(project_dir: Path, cutoff: float) -> int:
             return 0
         catalog = MirrorFile.objects.filter(project_id=int(project_dir.name)).values_list("path", "rollup")
         known = {relative for path, rollup in catalog for relative in _paths(path, rollup)}
+        known |= set(MirrorSpan.objects.filter(project_id=int(project_dir.name)).values_list("path", flat=True))
         for day_dir in _entries(project_dir):
             for path in _entries(day_dir):
                 relative = f"{project_dir.name}/{day_dir.name}/{path.name}"

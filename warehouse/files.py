@@ -45,12 +45,21 @@ def write_parquet(cursor, select_sql: str, relative: str, stage: str, day: date)
     """Writes the rows of `select_sql` (with COLUMNS_SQL's columns, all on UTC day `day`) to
     `relative`, and their rollup beside it (warehouse.rollup), durably; returns the bytes
     written (both files). `stage` names the caller in its step() points."""
-    final = settings.ANALYTICS_DIR / relative
-    rollup = settings.ANALYTICS_DIR / rollup_path(relative)
-    _make_directories(final.parent)
+    outputs = [
+        (relative, f"{select_sql} ORDER BY {ORDER}", PARQUET),
+        (rollup_path(relative), rollup_select(select_sql, day), ROLLUP),
+    ]
+    return write_durably(cursor, outputs, stage)
+
+
+def write_durably(cursor, outputs: list[tuple[str, str, str]], stage: str) -> int:
+    """Writes each (path relative to ANALYTICS_DIR, SELECT, COPY options) of `outputs` in one
+    directory: all to temporary names, fsync, then all renamed, fsync the directory. Returns
+    the bytes written."""
     written = []
-    outputs = [(final, f"{select_sql} ORDER BY {ORDER}", PARQUET), (rollup, rollup_select(select_sql, day), ROLLUP)]
-    for target, sql, options in outputs:
+    for relative, sql, options in outputs:
+        target = settings.ANALYTICS_DIR / relative
+        _make_directories(target.parent)
         temporary = target.with_name(target.name + TMP_SUFFIX)
         quoted = str(temporary).replace("'", "''")
         cursor.execute(f"COPY ({sql}) TO '{quoted}' {options}")
@@ -59,9 +68,9 @@ def write_parquet(cursor, select_sql: str, relative: str, stage: str, day: date)
     step(f"{stage}:tmp_written")
     for temporary, target in written:
         os.replace(temporary, target)
-    _fsync(final.parent)
+    _fsync(written[0][1].parent)
     step(f"{stage}:renamed")
-    return final.stat().st_size + rollup.stat().st_size
+    return sum(target.stat().st_size for _, target in written)
 
 
 def _make_directories(directory: Path) -> None:

@@ -19,6 +19,7 @@ from django.db import close_old_connections, connection
 from analytics_platform.redis import REDIS_DOWN
 from warehouse.compact import mirror_sweep, partition_compact, partitions_to_compact
 from warehouse.export import mirror_export_all
+from warehouse.spans import spans_merge
 
 logger = structlog.get_logger(__name__)
 EXPORT_JOB = "warehouse.jobs.export_mirror"
@@ -57,13 +58,15 @@ def _marker_clear(project_id: int) -> None:
 
 
 def export_mirror(project_id: int) -> int:
-    """Exports the project's whole outbox, compacts the days that need it. Idempotent."""
+    """Exports the project's whole outbox, compacts the days that need it, merges the months'
+    spans that need it. Idempotent."""
     if not connection.in_atomic_block:
         close_old_connections()
     _marker_clear(project_id)
     total, days = mirror_export_all(project_id=project_id)
     for day in partitions_to_compact(project_id=project_id, days=days):
         partition_compact(project_id=project_id, day=day)
+    spans_merge(project_id=project_id)
     if time.monotonic() >= _next_maintenance:
         mirror_maintain()
     return total

@@ -31,6 +31,29 @@ class MirrorFile(models.Model):
         return self.path
 
 
+class MirrorSpan(models.Model):
+    """A UTC month's users, merged from its files' rollups (warehouse.spans): per user and
+    per (event name, user), the bits of the days they were active. `files` names the files
+    it was merged from, per day ({"2024-03-10": [ids], ...}); a reader uses it for a day only
+    while all of that day's are live, with the day's other live files read as usual."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    month = models.DateField()  # the month's first day
+    path = models.CharField(max_length=300, unique=True)  # relative to ANALYTICS_DIR
+    files = models.JSONField()
+    rows = models.PositiveBigIntegerField()
+    bytes = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "retired_at", "month"], name="mirrorspan_live")]
+        verbose_name = "mirror span"
+
+    def __str__(self) -> str:
+        return self.path
+
+
 class Pending(models.Model):
     """An event (events_event.id) stored but not yet in the mirror."""
 

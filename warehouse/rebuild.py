@@ -8,7 +8,8 @@ touched: events stored during the rebuild, and those waiting for an export, stay
 and are exported as usual. So readers never see an event twice or miss one, and never read
 the whole project from the database while the rebuild runs (only what the tail held
 anyway). Files lost from disk, or holding events no longer stored, are repaired this way.
-Then the outbox is exported and each day's files are merged into one (warehouse.compact).
+Then the outbox is exported, each day's files are merged into one (warehouse.compact) and
+the months' spans merged again (warehouse.spans).
 
 Killed before the commit, the old files are still live and the new ones are orphans (swept);
 after, the rebuilt files are live, at worst not yet compacted.
@@ -22,6 +23,7 @@ from warehouse.export import EXPORT_BATCH, day_files_write, mirror_export_all, m
 from warehouse.files import step
 from warehouse.models import MirrorFile
 from warehouse.snapshot import event_columns_sql, rows_table
+from warehouse.spans import spans_merge
 
 
 def _mirrored_events_sql() -> str:
@@ -54,4 +56,5 @@ def mirror_rebuild(*, project_id: int, batch: int = EXPORT_BATCH) -> int:
     live = MirrorFile.objects.filter(project_id=project_id, retired_at__isnull=True)
     for day in sorted(set(live.values_list("day", flat=True))):
         partition_compact(project_id=project_id, day=day)
+    spans_merge(project_id=project_id)
     return total

@@ -18,6 +18,7 @@ bound optional), with columns id, event_id, user_id, event_name, ts (TIMESTAMPTZ
 properties (JSON text), session_id, page_url; the files are pruned by their UTC day.
 """
 
+import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -27,7 +28,7 @@ from django.conf import settings
 from django.db import connection
 
 from warehouse.engine import engine_cursor
-from warehouse.rollup import ANY_EVENT, EACH_EVENT, SLOTTED, pieces, rollup_path
+from warehouse.rollup import ANY_EVENT, EACH_EVENT, SLOTTED, WHOLE_DAY, pieces, rollup_path, served_days
 
 COLUMNS = ("id", "event_id", "user_id", "event_name", "timestamp", "properties", "session_id", "page_url")
 SELECT = 'id, event_id, user_id, event_name, "timestamp" AS ts, properties, session_id, page_url'
@@ -69,28 +70,37 @@ def _aware(value) -> datetime:
 
 @dataclass(frozen=True)
 class LiveFile:
+    id: int
     day: date
     path: str
     rollup: bool
 
 
+@dataclass(frozen=True)
+class LiveSpan:
+    month: date
+    path: str
+    files: dict  # "YYYY-MM-DD" -> ids of the files it merged (warehouse.spans)
+
+
 class Snapshot:
-    def __init__(self, cursor, files: list[LiveFile], tail: pa.Table, span: tuple):
+    def __init__(self, cursor, files: list[LiveFile], spans: list[LiveSpan], tail: pa.Table, limits: tuple):
+        self.spans = spans
         self.cursor = cursor
         self.files = files
-        self.span = span
+        self.limits = limits
         cursor.register("tail", tail)
 
     def events(self, start: datetime | None = None, end: datetime | None = None) -> str:
-        self._check_span(start, end)
+        self._check_limits(start, end)
         first = start.astimezone(UTC).date() if start is not None else date.min
         last = (end - timedelta(microseconds=1)).astimezone(UTC).date() if end is not None else date.max
         return self._events(start, end, [f for f in self.files if first <= f.day <= last])
 
-    def _check_span(self, start, end) -> None:
-        low, high = self.span
+    def _check_limits(self, start, end) -> None:
+        low, high = self.limits
         if (low is not None and (start is None or start < low)) or (high is not None and (end is None or end > high)):
-            raise ValueError(f"({start}, {end}) reaches outside the snapshot's span {self.span}")
+            raise ValueError(f"({start}, {end}) reaches outside the snapshot's limits {self.limits}")
 
     def _events(self, start, end, files: list[LiveFile]) -> str:
         where = []
@@ -108,7 +118,7 @@ class Snapshot:
         """The events with start <= ts < end in the buckets [bounds[i], bounds[i + 1]) (which
         cover that span), counted from the rollups where they can be and from the events
         elsewhere (see Bucketed). `name` tells apart two of them in one statement."""
-        self._check_span(start, end)
+        self._check_limits(start, end)
         first, last = start.astimezone(UTC).date(), (end - timedelta(microseconds=1)).astimezone(UTC).date()
         files = [f for f in self.files if first <= f.day <= last]
         rolled_days = {f.day for f in files} - {f.day for f in files if not f.rollup}
@@ -116,9 +126,54 @@ class Snapshot:
         rolled_days -= unaligned
         self.register_buckets(f"{name}_buckets", bounds)
         self.cursor.register(f"{name}_pieces", table)
-        rollups = [rollup_path(f.path) for f in files if f.day in rolled_days]
+        rolled = [f for f in files if f.day in rolled_days]
+        span_pieces, by_span, span_paths = self._spans_serving(table, rolled)
+        self.cursor.register(f"{name}_span_pieces", span_pieces)
         raw = self._events(start, end, [f for f in files if f.day not in rolled_days])
-        return Bucketed(name, raw, _paths(rollups) if rollups else None)
+        return Bucketed(
+            name,
+            raw,
+            _paths(rollup_path(f.path) for f in rolled) if rolled else None,
+            _paths(rollup_path(f.path) for f in rolled if f.id not in by_span) if len(by_span) < len(rolled) else None,
+            [str(settings.ANALYTICS_DIR / path) for path in span_paths],
+        )
+
+    def _spans_serving(self, day_pieces: pa.Table, rolled: list[LiveFile]) -> tuple[pa.Table, dict, list]:
+        """Where a month's span counts a day's users: the span serves the day (warehouse.spans)
+        and the day lies whole in a bucket with another such day. Returns the table (s, idx,
+        days) of the bits of each span's days per bucket, the files whose users the spans
+        count instead (id -> span path), and the spans' paths (s numbers them)."""
+        whole = {}
+        for day, idx, lo, hi in zip(
+            *(day_pieces.column(c).to_pylist() for c in ("day", "idx", "lo", "hi")), strict=True
+        ):
+            whole[day] = idx if (lo, hi) == WHOLE_DAY and day not in whole else None
+        live: dict[date, set] = {}
+        for f in rolled:
+            live.setdefault(f.day, set()).add(f.id)
+        groups: dict[tuple, list] = {}
+        for span in self.spans:
+            for day in served_days(span.files, live):
+                if whole.get(day) is not None:
+                    groups.setdefault((span.path, whole[day]), []).append(day)
+        spans = {span.path: span for span in self.spans}
+        used, by_span, rows = {}, {}, {"s": [], "idx": [], "days": []}
+        for (path, idx), days in groups.items():
+            span = spans[path]
+            if len(days) < 2:  # a bucket's one day: its rollups are as few rows
+                continue
+            rows["s"].append(used.setdefault(span.path, len(used)))
+            rows["idx"].append(idx)
+            rows["days"].append(sum(1 << (day - span.month).days for day in days))
+            by_span.update({pk: span.path for day in days for pk in span.files[day.isoformat()]})
+        table = pa.table(
+            {
+                "s": pa.array(rows["s"], pa.int32()),
+                "idx": pa.array(rows["idx"], pa.int32()),
+                "days": pa.array(rows["days"], pa.uint32()),
+            }
+        )
+        return table, by_span, list(used)
 
     def register_buckets(self, name: str, bounds: list[datetime]) -> None:
         """A table `name` (idx, lo) of the buckets [bounds[i], bounds[i + 1]), to match events
@@ -145,7 +200,9 @@ class Bucketed:
 
     name: str
     raw: str
-    rollups: str | None
+    rollups: str | None  # the rolled files' rollups: counts
+    user_rollups: str | None  # those whose users no span counts
+    spans: list[str]
 
     def counts(self) -> str:
         parts = [
@@ -153,23 +210,33 @@ class Bucketed:
             f"FROM {self.raw} e ASOF JOIN {self.name}_buckets b ON e.ts >= b.lo"
         ]
         if self.rollups:
-            parts.append(f"SELECT p.idx, r.event_name, r.n, r.first_ts, r.last_ts FROM {self._rolled(SLOTTED)}")
+            parts.append(
+                f"SELECT p.idx, r.event_name, r.n, r.first_ts, r.last_ts FROM {self._rolled(SLOTTED, self.rollups)}"
+            )
         return "(" + " UNION ALL ".join(parts) + ")"
 
     def users(self, each: bool = False) -> str:
         name = "e.event_name" if each else "NULL::VARCHAR"
+        kind = EACH_EVENT if each else ANY_EVENT
         parts = [
             f"SELECT b.idx, {name} AS event_name, e.user_id FROM {self.raw} e "
             f"ASOF JOIN {self.name}_buckets b ON e.ts >= b.lo"
         ]
-        if self.rollups:
-            name = "r.event_name" if each else "NULL::VARCHAR"
-            parts.append(f"SELECT p.idx, {name}, r.user_id FROM {self._rolled(EACH_EVENT if each else ANY_EVENT)}")
+        name = "r.event_name" if each else "NULL::VARCHAR"
+        if self.user_rollups:
+            parts.append(f"SELECT p.idx, {name}, r.user_id FROM {self._rolled(kind, self.user_rollups)}")
+        for s, path in enumerate(self.spans):
+            quoted = "'" + path.replace("'", "''") + "'"
+            parts.append(
+                f"SELECT p.idx, {name}, r.user_id FROM (SELECT * FROM read_parquet({quoted}) r "
+                f"WHERE r.kind = {kind}) r "
+                f"JOIN {self.name}_span_pieces p ON p.s = {s} AND (r.days & p.days) <> 0"
+            )
         return "(" + " UNION ALL ".join(parts) + ")"
 
-    def _rolled(self, kind: int) -> str:
+    def _rolled(self, kind: int, rollups: str) -> str:
         return (
-            f"(SELECT * FROM read_parquet({self.rollups}) r WHERE r.kind = {kind}) r "
+            f"(SELECT * FROM read_parquet({rollups}) r WHERE r.kind = {kind}) r "
             f"JOIN {self.name}_pieces p ON r.day = p.day AND ((r.lo & p.lo) <> 0 OR (r.hi & p.hi) <> 0)"
         )
 
@@ -184,15 +251,15 @@ def _literal(moment: datetime) -> str:
 
 @contextmanager
 def snapshot(project_id: int, start: datetime | None = None, end: datetime | None = None):
-    files, tail = _read_catalog_and_tail(project_id, start, end)
+    files, spans, tail = _read_catalog_and_tail(project_id, start, end)
     cursor = engine_cursor()
     try:
-        yield Snapshot(cursor, files, tail, (start, end))
+        yield Snapshot(cursor, files, spans, tail, (start, end))
     finally:
         cursor.close()
 
 
-def _read_catalog_and_tail(project_id: int, start, end) -> tuple[list[LiveFile], pa.Table]:
+def _read_catalog_and_tail(project_id: int, start, end) -> tuple[list[LiveFile], list[LiveSpan], pa.Table]:
     """The live files and the tail in one statement, hence one snapshot, on both databases
     (a statement sees one snapshot in PostgreSQL, a read in SQLite's WAL mode too) and with
     no transaction: on SQLite a transaction would take the write lock, and readers would
@@ -205,20 +272,24 @@ def _read_catalog_and_tail(project_id: int, start, end) -> tuple[list[LiveFile],
         where, params = f"{where} AND e.timestamp >= %s", [*params, connection.ops.adapt_datetimefield_value(start)]
     if end is not None:
         where, params = f"{where} AND e.timestamp < %s", [*params, connection.ops.adapt_datetimefield_value(end)]
+    span_files = "s.files::text" if connection.vendor == "postgresql" else "s.files"
     catalog = (
-        "SELECT 1, NULL, NULL, NULL, NULL, NULL, f.path, CAST(f.day AS text), "
+        "SELECT 1, f.id, NULL, NULL, NULL, NULL, f.path, CAST(f.day AS text), "
         "CASE WHEN f.rollup THEN 'rollup' END FROM warehouse_mirrorfile f "
-        "WHERE f.project_id = %s AND f.retired_at IS NULL"
+        "WHERE f.project_id = %s AND f.retired_at IS NULL "
+        f"UNION ALL SELECT 2, s.id, NULL, NULL, NULL, NULL, s.path, CAST(s.month AS text), {span_files} "
+        "FROM warehouse_mirrorspan s WHERE s.project_id = %s AND s.retired_at IS NULL"
     )
     sql = (
         f"SELECT 0, {event_columns_sql()} FROM warehouse_pending p JOIN events_event e ON e.id = p.event_id "
         f"WHERE {where} UNION ALL {catalog}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, project_id])
+        cursor.execute(sql, [*params, project_id, project_id])
         rows = cursor.fetchall()
-    files = [LiveFile(_as_date(row[7]), row[6], row[8] is not None) for row in rows if row[0] == 1]
-    return files, rows_table([row[1:] for row in rows if row[0] == 0])
+    files = [LiveFile(row[1], _as_date(row[7]), row[6], row[8] is not None) for row in rows if row[0] == 1]
+    spans = [LiveSpan(_as_date(row[7]), row[6], json.loads(row[8])) for row in rows if row[0] == 2]
+    return files, spans, rows_table([row[1:] for row in rows if row[0] == 0])
 
 
 def _as_date(value) -> date:

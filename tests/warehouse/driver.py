@@ -5,7 +5,8 @@ named step (warehouse.files.step) and see what was done before.
     python -m tests.warehouse.driver '[["project"], ["store", {"project": 1, ...}], ...]'
 
 Operations: migrate; project (creates one, used by the next operations); use <id>; store
-{count, days, tag}; export {limit?}; compact {day}; rebuild; sweep {grace}; crash_at <step>
+{count, days, tag}; export {limit?}; compact {day}; rebuild; spans (every month merged);
+sweep {grace}; crash_at <step>
 (the next step of that name kills this process); pause_at <step> (stops it with SIGSTOP
 there); state. Events are stored with the automatic export off, so only the operations
 named move them.
@@ -27,6 +28,7 @@ def run(operation: str, arguments, context: dict) -> object:
     from warehouse.compact import mirror_sweep, partition_compact
     from warehouse.export import EXPORT_BATCH, mirror_export
     from warehouse.rebuild import mirror_rebuild
+    from warehouse.spans import spans_merge
 
     if operation in ("crash_at", "pause_at"):
         os.environ[f"WAREHOUSE_{operation.upper()}"] = arguments
@@ -55,6 +57,8 @@ def run(operation: str, arguments, context: dict) -> object:
         return partition_compact(project_id=arguments["project"], day=date.fromisoformat(arguments["day"]))
     if operation == "rebuild":
         return mirror_rebuild(project_id=arguments["project"])
+    if operation == "spans":
+        return spans_merge(project_id=arguments["project"], today=date.max)
     if operation == "sweep":
         with override_settings(ANALYTICS_GRACE_SECONDS=arguments["grace"]):
             return mirror_sweep()

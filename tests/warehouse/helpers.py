@@ -9,7 +9,7 @@ rows the catalog says, each in its UTC day's partition.
 
 import json
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
 
@@ -65,7 +65,7 @@ def mirror_state(project_id: int) -> dict:
     and files. JSON-serializable."""
     from events.models import Event
     from warehouse.engine import engine_cursor
-    from warehouse.models import MirrorFile, Pending
+    from warehouse.models import MirrorFile, MirrorSpan, Pending
     from warehouse.snapshot import snapshot
 
     stored = {
@@ -75,8 +75,10 @@ def mirror_state(project_id: int) -> dict:
     root = settings.ANALYTICS_DIR
     project_dir = root / str(project_id)
     files = sorted(str(path.relative_to(root)) for path in project_dir.rglob("*") if path.is_file())
-    on_disk = [path for path in files if ROLLUP not in path]  # a rollup goes with its file
-    rollups_on_disk = set(files) - set(on_disk)
+    spans_on_disk = [path for path in files if path.startswith(f"{project_id}/spans/")]
+    # the data files (a rollup goes with its file)
+    on_disk = [path for path in files if ROLLUP not in path and path not in spans_on_disk]
+    rollups_on_disk = set(files) - set(on_disk) - set(spans_on_disk)
     live = list(MirrorFile.objects.filter(project_id=project_id, retired_at__isnull=True).order_by("path"))
     retired = sorted(
         MirrorFile.objects.filter(project_id=project_id, retired_at__isnull=False).values_list("path", flat=True)
@@ -105,7 +107,11 @@ def mirror_state(project_id: int) -> dict:
         "live": {f.path: f.rows for f in live},
         "live_days": dict(Counter(str(f.day) for f in live)),
         "retired": retired,
+        "spans": sorted(MirrorSpan.objects.filter(project_id=project_id).values_list("path", flat=True)),
+        "live_spans": MirrorSpan.objects.filter(project_id=project_id, retired_at__isnull=True).count(),
+        "span_differs": _spans_differ(project_id),
         "on_disk": on_disk,
+        "spans_on_disk": spans_on_disk,
         "live_missing_on_disk": missing_files,
         "file_rows_differ": file_rows_differ,
         "rollup_differs": rollup_differs,
@@ -145,6 +151,39 @@ def _rollup_agrees(engine, f, rows: int, rollups_on_disk: set) -> bool:
     return in_slots == in_users == rows and users == distinct
 
 
+def _spans_differ(project_id: int) -> list[str]:
+    """Live spans whose users differ, on a day they list, from the users of the events in the
+    files they list for it (per user, and per event name and user)."""
+    from warehouse.engine import engine_cursor
+    from warehouse.models import MirrorFile, MirrorSpan
+
+    differ = []
+    engine = engine_cursor()
+    try:
+        for span in MirrorSpan.objects.filter(project_id=project_id, retired_at__isnull=True):
+            quoted = str(settings.ANALYTICS_DIR / span.path).replace("'", "''")
+            for day, ids in span.files.items():
+                bit = 1 << (date.fromisoformat(day) - span.month).days
+                paths = [
+                    str(settings.ANALYTICS_DIR / p)
+                    for p in MirrorFile.objects.filter(pk__in=ids).values_list("path", flat=True)
+                ]
+                listed = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+                from_span = engine.execute(
+                    f"SELECT kind, COALESCE(event_name, ''), user_id FROM read_parquet('{quoted}') "
+                    f"WHERE days & {bit} <> 0"
+                ).fetchall()
+                from_events = engine.execute(
+                    f"SELECT DISTINCT 1, '', user_id FROM read_parquet([{listed}]) "
+                    f"UNION ALL SELECT DISTINCT 2, event_name, user_id FROM read_parquet([{listed}])"
+                ).fetchall()
+                if sorted(from_span) != sorted(from_events):
+                    differ.append(f"{span.path} {day}")
+    finally:
+        engine.close()
+    return differ
+
+
 def assert_exact(state: dict, stored: int | None = None) -> None:
     """Every stored event read once, with its fields; the catalog's live files whole."""
     assert "read_error" not in state, state
@@ -153,13 +192,14 @@ def assert_exact(state: dict, stored: int | None = None) -> None:
     assert state["read"] == state["distinct"] == state["stored"], state
     assert (state["missing"], state["extra"], state["doubled"], state["mismatched"]) == (0, 0, 0, 0), state
     assert state["live_missing_on_disk"] == [] and state["file_rows_differ"] == [] and state["misfiled"] == 0, state
-    assert state["rollup_differs"] == [], state
+    assert state["rollup_differs"] == [] and state["span_differs"] == [], state
     assert sum(state["live"].values()) + state["pending"] == state["stored"], state
 
 
 def orphans(state: dict) -> list[str]:
     """Files on disk that no catalog row names."""
-    return sorted(set(state["on_disk"]) - set(state["live"]) - set(state["retired"]))
+    on_disk = set(state["on_disk"]) | set(state["spans_on_disk"])
+    return sorted(on_disk - set(state["live"]) - set(state["retired"]) - set(state["spans"]))
 
 
 def states(results: list[tuple[str, object]]) -> list[dict]:

@@ -34,6 +34,13 @@ COMPACT_ORPHANS = {
     "compact:before_commit": (1, 0),
     "compact:committed": (0, 0),
 }
+SPAN_ORPHANS = {
+    "span:read": (0, 0),
+    "span:tmp_written": (1, 1),
+    "span:renamed": (1, 0),
+    "span:before_commit": (1, 0),
+    "span:committed": (0, 0),
+}
 REBUILD_ORPHANS = {
     "rebuild:read": (0, 0),
     "rebuild:tmp_written": (1, 1),
@@ -114,6 +121,22 @@ def test_a_rebuild_killed_at_any_step_loses_and_doubles_nothing(driver, step):
     assert_exact(swept, stored=EVENTS)
     assert orphans(swept) == [] and swept["retired"] == []
     assert swept["on_disk"] == sorted(swept["live"])
+
+
+@pytest.mark.parametrize("step", SPAN_ORPHANS)
+def test_a_span_merge_killed_at_any_step_loses_and_doubles_nothing(driver, step):
+    setup = SEED + THREE_FILES_A_DAY + [["spans"], ["compact", {"day": FIRST_DAY}]]  # the span then stale
+    project, crashed = _killed_at(driver, step, setup, [["spans"]])
+    assert_exact(crashed, stored=EVENTS)
+    assert _orphan_counts(crashed) == SPAN_ORPHANS[step]
+    assert crashed["live_spans"] == 1 and len(crashed["spans"]) == (2 if step == "span:committed" else 1)
+
+    early, merged, swept = states(driver.run([["use", project], *EARLY_SWEEP, ["spans"], ["state"], *FINAL_SWEEP]))
+    assert orphans(early) == orphans(crashed)
+    assert_exact(merged, stored=EVENTS)
+    assert merged["live_spans"] == 1
+    assert_exact(swept, stored=EVENTS)
+    assert orphans(swept) == [] and swept["retired"] == [] and len(swept["spans"]) == 1
 
 
 def test_a_sweep_killed_between_deleting_a_file_and_its_catalog_row_is_finished_by_the_next(driver):

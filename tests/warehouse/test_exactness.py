@@ -179,3 +179,47 @@ def test_rebuild_mirror_of_an_unknown_project_is_refused_and_changes_nothing(pro
     with pytest.raises(CommandError, match="No project with id"):
         call_command("rebuild_mirror", project=project.id + 1000)
     assert mirror_state(project.id) == before
+
+
+def summary_of_stored(project, start, end) -> dict:
+    """Brute force over the events table: totals and unique users, overall and per name."""
+    events = list(Event.objects.filter(project=project, timestamp__gte=start, timestamp__lt=end))
+    names = sorted({e.event_name for e in events})
+    return {
+        "totalEvents": len(events),
+        "uniqueUsers": len({e.user_id for e in events}),
+        "users": {name: len({e.user_id for e in events if e.event_name == name}) for name in names},
+    }
+
+
+def summary_read(project) -> dict:
+    from events.queries import SummaryQuery
+
+    body = SummaryQuery(project=project, params={"startDate": "2024-03-01", "endDate": "2024-03-31"}).calculate()
+    users = {top["eventName"]: top["uniqueUsers"] for top in body["topEvents"]}
+    return {"totalEvents": body["totalEvents"], "uniqueUsers": body["uniqueUsers"], "users": users}
+
+
+def test_a_months_span_counts_users_exactly_through_late_events_and_compactions(project):
+    from warehouse.models import MirrorSpan
+    from warehouse.spans import spans_merge
+
+    march = (datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC))
+    store(project.id, spread(90, 3), tag="a")
+    mirror_export_all(project_id=project.id)
+    assert spans_merge(project_id=project.id, today=datetime(2024, 4, 1).date()) == 1
+    assert summary_read(project) == summary_of_stored(project, *march)
+    # late events for a served day, from new users: a file the span does not list
+    store(project.id, spread(12, 2, user_prefix="late"), tag="late")
+    mirror_export_all(project_id=project.id)
+    assert summary_read(project) == summary_of_stored(project, *march)
+    # the day's files merged: the span no longer serves it (its files are retired)
+    assert partition_compact(project_id=project.id, day=DAY_ONE.date()) == 2
+    assert summary_read(project) == summary_of_stored(project, *march)
+    assert spans_merge(project_id=project.id, today=datetime(2024, 4, 1).date()) == 1
+    assert spans_merge(project_id=project.id, today=datetime(2024, 4, 1).date()) == 0  # nothing left to merge
+    assert summary_read(project) == summary_of_stored(project, *march)
+    assert MirrorSpan.objects.filter(project=project, retired_at__isnull=True).count() == 1
+    state = mirror_state(project.id)
+    assert_exact(state, stored=102)
+    assert len(state["spans"]) == 2  # the old one retired, kept for the grace period
