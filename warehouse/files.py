@@ -25,7 +25,9 @@ TMP_SUFFIX = ".tmp"
 PARQUET = "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
 # The order rows are written in: by user, then time, as funnels and retention read them.
 ORDER = 'user_id, "timestamp", id'
-COLUMNS_SQL = 'id, event_id, user_id, event_name, "timestamp", properties, session_id, page_url'
+# The mirror's columns, in the order every file, the outbox tail and the snapshot use.
+COLUMNS = ("id", "event_id", "user_id", "event_name", "timestamp", "properties", "session_id", "page_url")
+COLUMNS_SQL = ", ".join(f'"{name}"' for name in COLUMNS)
 
 
 def step(name: str) -> None:

@@ -28,9 +28,9 @@ from django.conf import settings
 from django.db import connection
 
 from warehouse.engine import engine_cursor
+from warehouse.files import COLUMNS
 from warehouse.rollup import ANY_EVENT, EACH_EVENT, SLOTTED, WHOLE_DAY, pieces, rollup_path, served_days
 
-COLUMNS = ("id", "event_id", "user_id", "event_name", "timestamp", "properties", "session_id", "page_url")
 SELECT = 'id, event_id, user_id, event_name, "timestamp" AS ts, properties, session_id, page_url'
 
 
