@@ -48,6 +48,7 @@ class OrganizationAdmin(admin.ModelAdmin):
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     list_display = ["name", "organization", "slug", "timezone", "created_at"]
+    fields = ["organization", "name", "slug", "timezone", "allowed_origins"]
     list_filter = ["organization", "timezone"]
     search_fields = ["name", "slug", "organization__name"]
     prepopulated_fields = {"slug": ["name"]}

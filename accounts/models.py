@@ -1,3 +1,4 @@
+import re
 import zoneinfo
 
 from django.core.exceptions import ValidationError
@@ -8,6 +9,22 @@ from django.utils import timezone
 def validate_timezone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
         raise ValidationError(f"{value!r} is not an IANA time zone name (e.g. Europe/Paris).")
+
+
+ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$|^https?://\[[0-9a-f:.]+\](:[0-9]{1,5})?$")
+
+
+def origins_list(value: str) -> list[str]:
+    """The origins of an `allowed_origins` text: one per line, case and a final / ignored."""
+    return [line.strip().lower().rstrip("/") for line in value.splitlines() if line.strip()]
+
+
+def validate_origins(value: str) -> None:
+    bad = [origin for origin in origins_list(value) if not ORIGIN.match(origin)]
+    if bad:
+        raise ValidationError(
+            f"Not an origin (scheme://host[:port], one per line): {', '.join(bad[:5])}. Example: https://shop.example.com"
+        )
 
 
 class Scope(models.TextChoices):
@@ -33,6 +50,13 @@ class Project(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    allowed_origins = models.TextField(
+        blank=True,
+        default="",
+        validators=[validate_origins],
+        help_text="Web pages allowed to send events from a browser, one origin per line "
+        "(https://shop.example.com). Empty: any.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -47,6 +71,10 @@ class Project(models.Model):
     @property
     def tzinfo(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.timezone)
+
+    def origin_allowed(self, origin: str) -> bool:
+        allowed = origins_list(self.allowed_origins)
+        return not allowed or origin.strip().lower().rstrip("/") in allowed
 
 
 class ApiKey(models.Model):

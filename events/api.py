@@ -1,4 +1,5 @@
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from analytics_platform.api import ProjectAPIView, QueryAPIView
@@ -23,6 +24,7 @@ class EventIngestView(ProjectAPIView):
         responses={
             202: IngestResultSerializer,
             400: OpenApiResponse(IngestErrorSerializer, description="Every event was rejected, or a bad body."),
+            403: OpenApiResponse(description="A browser's Origin that the project's allowed origins do not list."),
             413: OpenApiResponse(description="Body over 5 MB or more than EVENT_BATCH_SIZE events."),
             415: OpenApiResponse(description="Not JSON."),
             503: OpenApiResponse(description="Neither Redis nor the database can take events."),
@@ -31,6 +33,9 @@ class EventIngestView(ProjectAPIView):
         description="One event object, or an array of up to EVENT_BATCH_SIZE events. `Content-Encoding: gzip` ok.",
     )
     def post(self, request):
+        origin = request.headers.get("Origin")
+        if origin is not None and not self.project.origin_allowed(origin):
+            raise PermissionDenied(f"This project does not take events from {origin[:200]} (its allowed origins).")
         result = events_ingest(
             project=self.project,
             payload=read_json_body(request),
