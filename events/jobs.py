@@ -38,17 +38,19 @@ def drain_buffer() -> int:
     _fresh_connection()
     client = redis_client()
     processing = f"{BUFFER_KEY}:processing:{get_current_job().id}"
-    stored = _store_buffered(client, processing) if client.exists(processing) else 0
+    stored = store_buffered(client, processing) if client.exists(processing) else 0
     try:
         client.rename(BUFFER_KEY, processing)
     except redis.ResponseError:  # nothing buffered (another drain took it)
         return stored
     finally:
         rearm_if_pending(client)
-    return stored + _store_buffered(client, processing)
+    return stored + store_buffered(client, processing)
 
 
-def _store_buffered(client, key: str) -> int:
+def store_buffered(client, key: str) -> int:
+    """Stores the buffered items of the list `key` (pushed by queueing.buffer_push), then
+    deletes it; returns how many events were stored. Used by the drain job and the drainer."""
     by_project: dict[int, list] = defaultdict(list)
     unreadable: list[str] = []
     for item in client.lrange(key, 0, -1):

@@ -1,10 +1,11 @@
 """Handing accepted events to the workers, durably, before the request answers.
 
 A request with many new events becomes one RQ job carrying them. Single events (and other
-tiny requests) are coalesced instead: pushed onto one Redis list, the ingest buffer, whose
-first push schedules a drain job EVENT_BUFFER_TIMEOUT_MS later (and a long buffer is
-drained at once), so a stream of one-event posts costs one job and one transaction per
-buffer, not per event. Both are in Redis when the request answers 202.
+tiny requests) are coalesced instead: pushed onto one Redis list, the ingest buffer, which
+every worker's drainer (events.drainer) takes from as soon as anything is there, whatever
+has piled up in one transaction. As a fallback for when no worker drains, the buffer's first
+push also schedules a drain job EVENT_BUFFER_TIMEOUT_MS later (and a long buffer is drained
+at once). Both are in Redis when the request answers 202.
 
 Without Redis (the embedded default) the queue is RQ's synchronous mode on an in-process
 fake Redis: the same job runs inline, and the request fails if the job did.

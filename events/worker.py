@@ -29,6 +29,8 @@ What this class changes, with RQ's own machinery doing the rest:
   worker alone) stops and releases its lock; one that hits a Redis error waits and carries
   on instead of dying, and RQ's maintenance restarts it if it died anyway.
 - After Redis errors the worker retries every 2 s at most, not with a backoff up to 60 s.
+- A second thread drains the ingest buffer as events arrive (events.drainer); the
+  maintenance puts the lists a dead worker was draining back into the buffer.
 - Every MIRROR_MAINTENANCE_INTERVAL the maintenance also runs the column store's
   (warehouse.jobs.mirror_maintain): exports for outbox rows whose export was never queued,
   and the sweep of retired and orphaned Parquet files. Its errors never stop the worker.
@@ -61,7 +63,8 @@ from rq.utils import as_text, now
 from rq.worker import SimpleWorker
 from rq.worker.base import BaseWorker
 
-from analytics_platform.redis import REDIS_DOWN
+from analytics_platform.redis import REDIS_DOWN, redis_client
+from events.drainer import Drainer, abandoned_return
 
 BEAT_INTERVAL = 1.0  # seconds between liveness beats
 LIVENESS_TTL = 5  # a worker whose key has not been refreshed for this long is dead
@@ -152,6 +155,8 @@ class RecoveringWorker(SimpleWorker):
         self._beat_thread: threading.Thread | None = None
         self._next_group_cleaning = 0.0
         self._next_mirror_maintenance = 0.0
+        self._drainer: Drainer | None = None
+        self._drainer_thread: threading.Thread | None = None
 
     @property
     def dequeue_timeout(self) -> int:
@@ -196,9 +201,17 @@ class RecoveringWorker(SimpleWorker):
         super().bootstrap(*args, **kwargs)
         self._beat_thread = threading.Thread(target=self._beat, name="rq-liveness", daemon=True)
         self._beat_thread.start()
+        client = redis_client()
+        if client is not None:
+            self._drainer = Drainer(client, self.name)
+            self._drainer_thread = threading.Thread(target=self._drainer.run, name="ingest-drainer", daemon=True)
+            self._drainer_thread.start()
 
     def teardown(self):
         self._beats_stopped.set()
+        if self._drainer is not None:
+            self._drainer.stop()
+            self._drainer_thread.join(timeout=30)  # a batch being stored is finished
         if self._beat_thread:
             self._beat_thread.join(timeout=5)
         super().teardown()
@@ -264,6 +277,8 @@ class RecoveringWorker(SimpleWorker):
                 continue
             try:
                 self._expire_abandoned_executions(queue, liveness_known)
+                if liveness_known:
+                    abandoned_return(self.connection, lambda name: worker_is_gone(self.connection, name))
                 clean_registries(queue, self._exc_handlers)
                 worker_registration.clean_worker_registry(queue)
                 _FastIntermediateQueue(queue.key, connection=self.connection).cleanup(self, queue)

@@ -1,0 +1,104 @@
+"""The ingest buffer's drainer: a loop in every worker (a thread of RecoveringWorker) that
+blocks on the buffer and stores whatever is there as soon as it is there, up to DRAIN_BATCH
+items at a time, so a single posted event is stored milliseconds after its 202, not at the
+buffer's timer (EVENT_BUFFER_TIMEOUT_MS, now only the upper bound, for when no worker runs).
+
+Each take moves items atomically from the buffer to the worker's own list,
+`ingest:buffer:draining:<worker name>` (BLMOVE, then a script for the rest of the batch), and
+that list is deleted only once its events are committed. So nothing is lost whenever the
+worker dies: its list is still in Redis, and a live worker's maintenance puts it back at the
+head of the buffer once the dead worker's liveness key is gone (`abandoned_return`); a
+worker restarted under the same name stores its own list first. Events stored twice this
+way are ignored by the insert (unique event ids). Storing goes through the same code as the
+timer's drain job (events.jobs.store_buffered): per project, bad rows to dead letters.
+"""
+
+import threading
+
+import structlog
+from django.db import close_old_connections
+from redis.exceptions import ResponseError
+
+from analytics_platform.redis import REDIS_DOWN
+from events.queueing import BUFFER_KEY
+
+logger = structlog.get_logger(__name__)
+DRAIN_BATCH = 2000  # items taken at once
+BLOCK_SECONDS = 1.0  # a blocked take returns this often, to notice a stop
+RETRY_SECONDS = 1.0  # after a failure to store (the database away) or to reach Redis
+DRAINING_PREFIX = f"{BUFFER_KEY}:draining:"
+
+# Moves up to ARGV[1] more items from the buffer's head to the draining list's tail.
+_TAKE = """
+local n = 0
+for i = 1, tonumber(ARGV[1]) do
+  if not redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') then break end
+  n = n + 1
+end
+return n
+"""
+# Moves the whole draining list back to the buffer's head, in its order.
+_RETURN = """
+local n = 0
+while redis.call('LMOVE', KEYS[2], KEYS[1], 'RIGHT', 'LEFT') do n = n + 1 end
+return n
+"""
+
+
+def draining_key(worker_name: str) -> str:
+    return DRAINING_PREFIX + worker_name
+
+
+class Drainer:
+    def __init__(self, connection, worker_name: str):
+        self.connection = connection
+        self.key = draining_key(worker_name)
+        self.stopped = threading.Event()
+        self._take = connection.register_script(_TAKE)
+
+    def run(self) -> None:
+        """Until stop(): stores the worker's own list if it holds anything (left by an earlier
+        process under this name), then each batch taken from the buffer."""
+        from events.jobs import store_buffered  # Django is set up by the time a worker runs
+
+        while not self.stopped.is_set():
+            try:
+                if not self.connection.exists(self.key) and not self._take_batch():
+                    continue
+                close_old_connections()
+                stored = store_buffered(self.connection, self.key)
+                logger.debug("buffer_drained", stored=stored)
+            except Exception as exc:  # noqa: BLE001 - the list stays; the next round retries it
+                logger.warning("buffer_drain_failed", error=f"{type(exc).__name__}: {exc}")
+                self.stopped.wait(RETRY_SECONDS)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _take_batch(self) -> bool:
+        try:
+            first = self.connection.blmove(BUFFER_KEY, self.key, BLOCK_SECONDS, "LEFT", "RIGHT")
+        except REDIS_DOWN:
+            self.stopped.wait(RETRY_SECONDS)
+            return False
+        if first is None:
+            return False
+        self._take(keys=[BUFFER_KEY, self.key], args=[DRAIN_BATCH - 1])
+        return True
+
+
+def abandoned_return(connection, is_gone) -> int:
+    """Puts the draining lists of gone workers (`is_gone(name)`) back at the head of the
+    buffer; returns how many items went back."""
+    back = connection.register_script(_RETURN)
+    returned = 0
+    for key in connection.scan_iter(match=DRAINING_PREFIX + "*", count=100):
+        name = key.decode()[len(DRAINING_PREFIX) :]
+        if is_gone(name):
+            try:
+                returned += back(keys=[BUFFER_KEY, key])
+            except ResponseError:  # not a list: nobody's
+                connection.delete(key)
+    if returned:
+        logger.warning("buffer_abandoned_returned", items=returned)
+    return returned
