@@ -12,7 +12,7 @@ processes against PostgreSQL and Redis — in a throwaway database, then measure
 
 Environment: BENCH_PG (a maintenance database URL, default postgresql://postgres@127.0.0.1:5432/postgres),
 BENCH_REDIS_URL (default redis://127.0.0.1:6379/14, flushed), BENCH_WEB_WORKERS (2), BENCH_RQ_WORKERS (2),
-BENCH_BATCHES (100), BENCH_SINGLES (20000).
+BENCH_BATCHES (100), BENCH_SINGLES (20000), BENCH_BUFFER_TIMEOUT_MS (the stack's EVENT_BUFFER_TIMEOUT_MS, 1000).
 """
 
 import asyncio
@@ -64,7 +64,7 @@ def stack_env() -> dict:
         "DEBUG": "0",
         "ALLOWED_HOSTS": HOST,
         "LOG_LEVEL": "WARNING",
-        "EVENT_BUFFER_TIMEOUT_MS": "1000",
+        "EVENT_BUFFER_TIMEOUT_MS": os.environ.get("BENCH_BUFFER_TIMEOUT_MS", "1000"),
     }
 
 
