@@ -28,6 +28,7 @@ class EventsCorsMiddleware:
             return self.get_response(request)
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
             response = HttpResponse(status=204)
+            del response["Content-Type"]  # no body
             response["Access-Control-Allow-Methods"] = ALLOW_METHODS
             response["Access-Control-Allow-Headers"] = ALLOW_HEADERS
             response["Access-Control-Max-Age"] = str(MAX_AGE_SECONDS)
