@@ -57,6 +57,8 @@ class Project(models.Model):
         help_text="Web pages allowed to send events from a browser, one origin per line "
         "(https://shop.example.com). Empty: any.",
     )
+    # bumped per batch of stored events without Redis (analytics_platform.data_version)
+    data_version = models.PositiveBigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -222,6 +222,30 @@ def test_storing_bumps_the_data_version_and_a_refusal_does_not(post_events, proj
     assert project_data_version(project_id=project.id) == after
 
 
+def test_without_redis_events_another_process_stores_reach_cached_answers_at_once(
+    project, make_key, client_for, settings
+):
+    """The embedded default: `manage.py seed` runs in a process with a cache of its own."""
+    from events.services import events_persist
+    from events.validation import validate_event
+
+    if settings.REDIS_URL:
+        pytest.skip("with Redis the data version lives in the cache every process shares")
+    client = client_for(make_key(project, scopes=["read"]))
+    url = "/api/v1/events/summary?startDate=2024-01-01&endDate=2024-01-02"
+    assert client.get(url).json()["totalEvents"] == 0  # computed and cached here
+    row, _ = validate_event(
+        {"userId": "u", "eventName": "x", "timestamp": "2024-01-01T10:00:00Z"},
+        received_at=datetime.now(UTC),
+        client_ip=None,
+        user_agent=None,
+    )
+    other_process = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "other"}}
+    with override_settings(CACHES=other_process):
+        events_persist(project_id=project.id, rows=[row.as_job_row()], publish=False)
+    assert client.get(url).json()["totalEvents"] == 1
+
+
 def test_a_retried_batch_counts_nothing_twice_whatever_came_between(post_events, project, jobs):
     """`accepted` counts new events only: a retried batch after many others (more than a
     local-memory cache holds) is all duplicates."""
