@@ -23,8 +23,15 @@ def key_from_headers(headers) -> str | None:
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """The key from the headers; on a view with `key_in_query` (ingestion, for a browser's
+    `sendBeacon`, which cannot set headers) also from `?apiKey=`. The query string is never
+    logged (analytics_platform.logging)."""
+
     def authenticate(self, request):
         plaintext = key_from_headers(request.headers)
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        if plaintext is None and getattr(view, "key_in_query", False):
+            plaintext = (request.query_params.get("apiKey") or "").strip() or None
         if plaintext is None:
             return None
         api_key = api_key_get_by_plaintext(plaintext=plaintext)

@@ -268,6 +268,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]  # analytics.js, the tracking script sites include
 # Optional: `collectstatic` into STATIC_ROOT adds compressed copies; nothing needs it.
 STATIC_ROOT = os.environ.get("STATIC_ROOT") or None
 # Static assets (admin, Swagger UI) are served by WhiteNoise straight from the installed

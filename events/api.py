@@ -17,6 +17,7 @@ from events.services import events_ingest
 
 class EventIngestView(ProjectAPIView):
     required_scope = "ingest"
+    key_in_query = True  # ?apiKey= too: a page's sendBeacon cannot set headers
     parser_classes: list = []  # events.payload reads the body (gzip, 5 MB limit)
 
     @extend_schema(

@@ -34,10 +34,11 @@ def gunzip_limited(data: bytes, limit: int = MAX_BODY_BYTES) -> bytes:
 
 
 def read_json_body(request):
-    """The parsed JSON body of an ingestion request. Raises UnsupportedMediaType (415),
-    PayloadTooLarge (413) or ParseError (400)."""
+    """The parsed JSON body of an ingestion request: application/json, or text/plain holding
+    JSON (what a page's sendBeacon sends without a CORS preflight). Raises
+    UnsupportedMediaType (415), PayloadTooLarge (413) or ParseError (400)."""
     content_type = request.content_type.split(";")[0].strip().lower()
-    if content_type != "application/json" and not content_type.endswith("+json"):
+    if content_type not in ("application/json", "text/plain") and not content_type.endswith("+json"):
         raise UnsupportedMediaType(content_type or "none")
     declared = request.META.get("CONTENT_LENGTH") or "0"
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:

@@ -123,9 +123,26 @@ def test_unknown_content_encoding_is_415(post_events):
     assert_error(post_events([event()], HTTP_CONTENT_ENCODING="br"), 415, "unsupported_media_type")
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "multipart/form-data", "text/html"])
 def test_non_json_is_415(post_events, content_type, project):
     assert_error(post_events([event()], content_type=content_type), 415, "unsupported_media_type")
+
+
+def test_a_beacon_text_plain_json_body_with_the_key_in_the_query_is_stored(client, ingest_key, project, jobs):
+    """What navigator.sendBeacon sends: text/plain (no CORS preflight), no headers of its own."""
+    body = json.dumps({"batch": [event("beacon")], "sentAt": datetime.now(UTC).isoformat()})
+    url = f"/api/v1/events?apiKey={ingest_key}"
+    response = client.generic("POST", url, body, content_type="text/plain;charset=UTF-8")
+    assert response.status_code == 202 and response.json()["accepted"] == 1
+    jobs()
+    assert Event.objects.filter(project=project, user_id="beacon").count() == 1
+    assert_error(client.generic("POST", url, "not json", content_type="text/plain"), 400)
+    assert_error(client.generic("POST", "/api/v1/events?apiKey=wrong", body, content_type="text/plain"), 401)
+
+
+def test_only_ingestion_takes_the_key_in_the_query(client, make_key, project):
+    key = make_key(project, scopes=["read"])
+    assert_error(client.get(f"/api/v1/events/summary?apiKey={key}"), 401)
     assert Event.objects.count() == 0
 
 
