@@ -21,7 +21,15 @@ class EventIngestView(ProjectAPIView):
     parser_classes: list = []  # events.payload reads the body (gzip, 5 MB limit)
 
     @extend_schema(
-        request={"application/json": EventsInSerializer},  # no parser to derive it from
+        request={"application/json": EventsInSerializer, "text/plain": EventsInSerializer},  # no parser to derive it
+        parameters=[
+            OpenApiParameter(
+                "apiKey",
+                str,
+                OpenApiParameter.QUERY,
+                description="The key, for a browser's sendBeacon (which cannot set headers); else X-API-Key.",
+            )
+        ],
         responses={
             202: IngestResultSerializer,
             400: OpenApiResponse(IngestErrorSerializer, description="Every event was rejected, or a bad body."),
@@ -31,7 +39,8 @@ class EventIngestView(ProjectAPIView):
             503: OpenApiResponse(description="Neither Redis nor the database can take events."),
         },
         examples=[OpenApiExample("One event", value={"userId": "user123", "eventName": "page_view"})],
-        description="One event object, or an array of up to EVENT_BATCH_SIZE events. `Content-Encoding: gzip` ok.",
+        description="One event object, an array of up to EVENT_BATCH_SIZE events, or {batch, sentAt}. "
+        "`Content-Encoding: gzip` ok; text/plain holding JSON too (sendBeacon).",
     )
     def post(self, request):
         origin = request.headers.get("Origin")

@@ -41,7 +41,10 @@ def _schema() -> dict:
 def test_event_ingestion_documents_its_body_one_event_an_array_or_a_sent_at_batch():
     schema = _schema()
     body = schema["paths"]["/api/v1/events"]["post"]["requestBody"]["content"]
-    assert list(body) == ["application/json"]
+    assert list(body) == ["application/json", "text/plain"]  # text/plain: what sendBeacon sends
+    assert body["text/plain"]["schema"] == body["application/json"]["schema"]
+    parameters = schema["paths"]["/api/v1/events"]["post"]["parameters"]
+    assert [(p["name"], p["in"]) for p in parameters] == [("apiKey", "query")]
     components = schema["components"]["schemas"]
     payload = components[body["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
     event_ref = {"$ref": "#/components/schemas/EventInRequest"}
