@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from warehouse.engine import engine_cursor
 from warehouse.export import mirror_lock
-from warehouse.files import COLUMNS_SQL, TMP_SUFFIX, new_path, step, write_parquet
+from warehouse.files import COLUMNS_SQL, TMP_SUFFIX, new_path, sql_path, sql_paths, step, write_parquet
 from warehouse.models import MirrorFile, MirrorSpan
 from warehouse.rollup import SUFFIX, rollup_path
 
@@ -42,12 +42,17 @@ def partition_compact(*, project_id: int, day) -> int:
         step("compact:read")
         if len(files) < 2:
             return 0
-        paths = ", ".join(_quoted(settings.ANALYTICS_DIR / f.path) for f in files)
         relative = new_path(project_id, day)
         engine = engine_cursor()
         try:
-            size = write_parquet(engine, f"SELECT {COLUMNS_SQL} FROM read_parquet([{paths}])", relative, "compact", day)
-            merged = engine.execute(f"SELECT COUNT(*) FROM read_parquet({_quoted(settings.ANALYTICS_DIR / relative)})")
+            size = write_parquet(
+                engine,
+                f"SELECT {COLUMNS_SQL} FROM read_parquet({sql_paths(f.path for f in files)})",
+                relative,
+                "compact",
+                day,
+            )
+            merged = engine.execute(f"SELECT COUNT(*) FROM read_parquet({sql_path(relative)})")
             rows = merged.fetchone()[0]
         finally:
             engine.close()
@@ -59,10 +64,6 @@ def partition_compact(*, project_id: int, day) -> int:
     step("compact:committed")
     logger.info("mirror_compacted", project_id=project_id, day=str(day), files=len(files))
     return len(files)
-
-
-def _quoted(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
 
 
 def partitions_to_compact(*, project_id: int, days=None) -> list:

@@ -30,6 +30,16 @@ COLUMNS = ("id", "event_id", "user_id", "event_name", "timestamp", "properties",
 COLUMNS_SQL = ", ".join(f'"{name}"' for name in COLUMNS)
 
 
+def sql_path(relative: str) -> str:
+    """A file under ANALYTICS_DIR as an SQL string literal (for read_parquet)."""
+    return "'" + str(settings.ANALYTICS_DIR / relative).replace("'", "''") + "'"
+
+
+def sql_paths(relatives) -> str:
+    """Files under ANALYTICS_DIR as an SQL list literal (for read_parquet)."""
+    return "[" + ", ".join(sql_path(relative) for relative in relatives) + "]"
+
+
 def step(name: str) -> None:
     """A crash test's hook between two steps (see the module docstring); a no-op otherwise."""
     if os.environ.get("WAREHOUSE_CRASH_AT") == name:

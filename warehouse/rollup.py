@@ -118,13 +118,3 @@ def _slot(offset: timedelta) -> int | None:
 def _bits(first: int, last: int) -> tuple[int, int]:
     mask = (1 << last) - (1 << first)
     return mask & (2**64 - 1), mask >> 64
-
-
-def served_days(span_files: dict, live: dict) -> set:
-    """The days a span serves: those whose files, as the span lists them, are all among the
-    live ones (`live`: day -> ids of its live files)."""
-    return {
-        date.fromisoformat(day)
-        for day, ids in span_files.items()
-        if set(ids) <= live.get(date.fromisoformat(day), set())
-    }

@@ -24,12 +24,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
-from django.conf import settings
 from django.db import connection
 
 from warehouse.engine import engine_cursor
-from warehouse.files import COLUMNS
-from warehouse.rollup import ANY_EVENT, EACH_EVENT, SLOTTED, WHOLE_DAY, pieces, rollup_path, served_days
+from warehouse.files import COLUMNS, sql_path, sql_paths
+from warehouse.rollup import ANY_EVENT, EACH_EVENT, SLOTTED, WHOLE_DAY, pieces, rollup_path
 
 SELECT = 'id, event_id, user_id, event_name, "timestamp" AS ts, properties, session_id, page_url'
 
@@ -111,7 +110,7 @@ class Snapshot:
         condition = f" WHERE {' AND '.join(where)}" if where else ""
         parts = [f"SELECT {SELECT} FROM tail"]
         if files:
-            parts.insert(0, f"SELECT {SELECT} FROM read_parquet({_paths(f.path for f in files)})")
+            parts.insert(0, f"SELECT {SELECT} FROM read_parquet({sql_paths(f.path for f in files)})")
         return "(SELECT * FROM (" + " UNION ALL ".join(parts) + f"){condition})"
 
     def bucketed(self, bounds: list[datetime], start: datetime, end: datetime, name: str = "b") -> "Bucketed":
@@ -133,9 +132,11 @@ class Snapshot:
         return Bucketed(
             name,
             raw,
-            _paths(rollup_path(f.path) for f in rolled) if rolled else None,
-            _paths(rollup_path(f.path) for f in rolled if f.id not in by_span) if len(by_span) < len(rolled) else None,
-            [str(settings.ANALYTICS_DIR / path) for path in span_paths],
+            sql_paths(rollup_path(f.path) for f in rolled) if rolled else None,
+            sql_paths(rollup_path(f.path) for f in rolled if f.id not in by_span)
+            if len(by_span) < len(rolled)
+            else None,
+            span_paths,
         )
 
     def _spans_serving(self, day_pieces: pa.Table, rolled: list[LiveFile]) -> tuple[pa.Table, dict, list]:
@@ -151,15 +152,14 @@ class Snapshot:
         live: dict[date, set] = {}
         for f in rolled:
             live.setdefault(f.day, set()).add(f.id)
-        groups: dict[tuple, list] = {}
-        for span in self.spans:
-            for day in served_days(span.files, live):
+        groups: dict[tuple[int, int], list] = {}
+        for number, span in enumerate(self.spans):
+            for day in _served_days(span.files, live):
                 if whole.get(day) is not None:
-                    groups.setdefault((span.path, whole[day]), []).append(day)
-        spans = {span.path: span for span in self.spans}
+                    groups.setdefault((number, whole[day]), []).append(day)
         used, by_span, rows = {}, {}, {"s": [], "idx": [], "days": []}
-        for (path, idx), days in groups.items():
-            span = spans[path]
+        for (number, idx), days in groups.items():
+            span = self.spans[number]
             if len(days) < 2:  # a bucket's one day: its rollups are as few rows
                 continue
             rows["s"].append(used.setdefault(span.path, len(used)))
@@ -202,7 +202,7 @@ class Bucketed:
     raw: str
     rollups: str | None  # the rolled files' rollups: counts
     user_rollups: str | None  # those whose users no span counts
-    spans: list[str]
+    spans: list[str]  # paths of the spans used, relative to ANALYTICS_DIR
 
     def counts(self) -> str:
         parts = [
@@ -226,9 +226,8 @@ class Bucketed:
         if self.user_rollups:
             parts.append(f"SELECT p.idx, {name}, r.user_id FROM {self._rolled(kind, self.user_rollups)}")
         for s, path in enumerate(self.spans):
-            quoted = "'" + path.replace("'", "''") + "'"
             parts.append(
-                f"SELECT p.idx, {name}, r.user_id FROM (SELECT * FROM read_parquet({quoted}) r "
+                f"SELECT p.idx, {name}, r.user_id FROM (SELECT * FROM read_parquet({sql_path(path)}) r "
                 f"WHERE r.kind = {kind}) r "
                 f"JOIN {self.name}_span_pieces p ON p.s = {s} AND (r.days & p.days) <> 0"
             )
@@ -241,8 +240,14 @@ class Bucketed:
         )
 
 
-def _paths(relatives) -> str:
-    return "[" + ", ".join("'" + str(settings.ANALYTICS_DIR / r).replace("'", "''") + "'" for r in relatives) + "]"
+def _served_days(span_files: dict, live: dict) -> set:
+    """The days a span serves: those whose files, as the span lists them, are all among the
+    live ones (`live`: day -> ids of its live files)."""
+    return {
+        date.fromisoformat(day)
+        for day, ids in span_files.items()
+        if set(ids) <= live.get(date.fromisoformat(day), set())
+    }
 
 
 def _literal(moment: datetime) -> str:
@@ -264,7 +269,8 @@ def _read_catalog_and_tail(project_id: int, start, end) -> tuple[list[LiveFile],
     (a statement sees one snapshot in PostgreSQL, a read in SQLite's WAL mode too) and with
     no transaction: on SQLite a transaction would take the write lock, and readers would
     queue behind ingestion and exports. The catalog's rows ride in the tail's columns (kind
-    1: path in `properties`, day in `session_id`, whether it has a rollup in `page_url`);
+    1, a file: id in `id`, path in `properties`, day in `session_id`, whether it has a
+    rollup in `page_url`; kind 2, a span: path, month, its files as JSON in `page_url`);
     the tail's SELECT comes first so that SQLite types the timestamp column by its
     declaration."""
     where, params = "p.project_id = %s", [project_id]

@@ -19,13 +19,12 @@ import uuid
 from datetime import UTC, date, datetime
 
 import structlog
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from warehouse.engine import engine_cursor
 from warehouse.export import mirror_lock
-from warehouse.files import step, write_durably
+from warehouse.files import sql_path, sql_paths, step, write_durably
 from warehouse.models import MirrorFile, MirrorSpan
 from warehouse.rollup import ANY_EVENT, EACH_EVENT, PARQUET, rollup_path
 
@@ -66,8 +65,7 @@ def span_merge(*, project_id: int, month: date) -> int:
         engine = engine_cursor()
         try:
             size = write_durably(engine, [(relative, _merge_sql(rollups, month), PARQUET)], "span")
-            quoted = str(settings.ANALYTICS_DIR / relative).replace("'", "''")
-            rows = engine.execute(f"SELECT COUNT(*) FROM read_parquet('{quoted}')").fetchone()[0]
+            rows = engine.execute(f"SELECT COUNT(*) FROM read_parquet({sql_path(relative)})").fetchone()[0]
         finally:
             engine.close()
         MirrorSpan.objects.filter(project_id=project_id, month=month, retired_at__isnull=True).update(
@@ -88,10 +86,9 @@ def span_merge(*, project_id: int, month: date) -> int:
 
 
 def _merge_sql(rollups: list[str], month: date) -> str:
-    listed = ", ".join("'" + str(settings.ANALYTICS_DIR / r).replace("'", "''") + "'" for r in rollups)
     bit = f"1::UINTEGER << (day - DATE '{month.isoformat()}')::UINTEGER"
     return (
-        f"SELECT kind, event_name, user_id, BIT_OR({bit}) AS days FROM read_parquet([{listed}]) "
+        f"SELECT kind, event_name, user_id, BIT_OR({bit}) AS days FROM read_parquet({sql_paths(rollups)}) "
         f"WHERE kind IN ({ANY_EVENT}, {EACH_EVENT}) GROUP BY kind, event_name, user_id "
         "ORDER BY kind, event_name, user_id"
     )
