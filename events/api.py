@@ -4,7 +4,7 @@ from rest_framework.response import Response
 
 from analytics_platform.api import ProjectAPIView, QueryAPIView
 from analytics_platform.errors import error_body
-from events.payload import client_ip, read_json_body
+from events.payload import client_ip, read_body
 from events.queries import JourneyQuery, MetricsQuery, SummaryQuery
 from events.serializers import (
     EventsInSerializer,
@@ -48,7 +48,7 @@ class EventIngestView(ProjectAPIView):
             raise PermissionDenied(f"This project does not take events from {origin[:200]} (its allowed origins).")
         result = events_ingest(
             project=self.project,
-            payload=read_json_body(request),
+            body=read_body(request),
             client_ip=client_ip(request),
             user_agent=request.headers.get("User-Agent", "")[:2048],
         )

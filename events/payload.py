@@ -1,11 +1,11 @@
-"""Reading an ingestion request's body: content type, gzip, the 5 MB limit, JSON.
+"""Reading an ingestion request's body: content type, gzip, the 5 MB limit (JSON is
+events.validation's).
 
 The limit counts the decompressed bytes, and decompression stops one byte past it, so a
 gzip bomb costs at most 5 MB of memory before it is refused.
 """
 
 import ipaddress
-import json
 import zlib
 
 from django.conf import settings
@@ -33,9 +33,9 @@ def gunzip_limited(data: bytes, limit: int = MAX_BODY_BYTES) -> bytes:
     return out
 
 
-def read_json_body(request):
-    """The parsed JSON body of an ingestion request: application/json, or text/plain holding
-    JSON (what a page's sendBeacon sends without a CORS preflight). Raises
+def read_body(request) -> bytes:
+    """The body of an ingestion request, decompressed: application/json, or text/plain
+    holding JSON (what a page's sendBeacon sends without a CORS preflight). Raises
     UnsupportedMediaType (415), PayloadTooLarge (413) or ParseError (400)."""
     content_type = request.content_type.split(";")[0].strip().lower()
     if content_type not in ("application/json", "text/plain") and not content_type.endswith("+json"):
@@ -53,12 +53,7 @@ def read_json_body(request):
         raise UnsupportedMediaType(content_type, detail=f"Content-Encoding {encoding!r} is not supported (use gzip).")
     if not raw.strip():
         raise ParseError("The body is empty: send one event object or an array of events.")
-    try:
-        return json.loads(raw)
-    except RecursionError:
-        raise ParseError("JSON parse error - the document is nested too deeply.") from None
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise ParseError(f"JSON parse error - {exc}") from None
+    return raw
 
 
 def _is_trusted(address: str) -> bool:
@@ -70,11 +65,14 @@ def _is_trusted(address: str) -> bool:
 
 
 def client_ip(request) -> str | None:
-    """REMOTE_ADDR, or, when it is a configured trusted proxy, the nearest untrusted address
-    in X-Forwarded-For (so a client cannot forge its address past our own proxies)."""
-    remote = request.META.get("REMOTE_ADDR") or None
+    return client_ip_of(request.META.get("REMOTE_ADDR") or None, request.META.get("HTTP_X_FORWARDED_FOR", ""))
+
+
+def client_ip_of(remote: str | None, forwarded_for: str) -> str | None:
+    """The peer's address, or, when it is a configured trusted proxy, the nearest untrusted
+    address in X-Forwarded-For (so a client cannot forge its address past our own proxies)."""
     if remote and settings.TRUSTED_PROXIES and _is_trusted(remote):
-        hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+        hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
         for hop in reversed(hops):
             if not _is_trusted(hop):
                 try:

@@ -15,7 +15,6 @@ request is refused with 503 and nothing is accepted.
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 import structlog
 from django.conf import settings
@@ -30,7 +29,7 @@ from events.live.publish import live_publish
 from events.live.stats import live_count
 from events.models import DeadLetter
 from events.store import OUTAGE_ERRORS, insert_rows_isolating, project_lock_for_write
-from events.validation import parse_timestamp, validate_event
+from events.validation import BodyError, EnvelopeError, parse_body, validate_item
 from warehouse.jobs import export_schedule
 
 logger = structlog.get_logger(__name__)
@@ -127,33 +126,12 @@ def _dead_letter_failed(dead_letter: DeadLetter, error: str) -> None:
     dead_letter.save(update_fields=["error", "attempts", "last_tried_at"])
 
 
-def events_ingest(*, project, payload, client_ip: str | None, user_agent: str | None) -> IngestResult:
-    """Validates and accepts one object, a list of events or a {batch, sentAt} for `project`.
-    Raises InvalidInput (empty batch), PayloadTooLarge (too many events) or
-    ServiceUnavailable (neither Redis nor the database can take the events)."""
-    received_at = timezone.now()
-    items, skew = _batch(payload, received_at)
-    if not items:
-        raise InvalidInput("The batch is empty: send one event object or a non-empty array.")
-    if len(items) > settings.EVENT_BATCH_SIZE:
-        raise PayloadTooLarge(
-            f"At most {settings.EVENT_BATCH_SIZE} events per request; this one has {len(items)}.",
-            details={"maxEvents": settings.EVENT_BATCH_SIZE, "events": len(items)},
-        )
-    result = IngestResult()
-    rows, indices, seen = [], [], set()
-    for index, raw in enumerate(items):
-        row, errors = validate_event(
-            raw, received_at=received_at, client_ip=client_ip, user_agent=user_agent, skew=skew
-        )
-        if errors:
-            result.rejected.append({"index": index, "errors": errors})
-        elif row.event_id in seen:
-            result.duplicates += 1
-        else:
-            seen.add(row.event_id)
-            rows.append(row.as_job_row())
-            indices.append(index)
+def events_ingest(*, project, body: bytes, client_ip: str | None, user_agent: str | None) -> IngestResult:
+    """Validates and accepts the events of a request body (one object, an array, or
+    {batch, sentAt}) for `project`. Raises InvalidInput (not JSON, empty batch, bad
+    envelope), PayloadTooLarge (too many events) or ServiceUnavailable (neither Redis nor
+    the database can take the events)."""
+    result, rows, indices = events_validate(body, client_ip=client_ip, user_agent=user_agent)
     if not rows:
         return result
 
@@ -175,22 +153,40 @@ def events_ingest(*, project, payload, client_ip: str | None, user_agent: str | 
     return _count_written(result, written, [indices[position] for position in fresh], offered=len(rows))
 
 
-def _batch(payload, received_at) -> tuple[list, timedelta]:
-    """The events of a body (an object, an array, or {"batch": [...], "sentAt": ...}) and the
-    client's clock skew (received - sentAt; zero without sentAt). InvalidInput for a
-    {batch} whose parts are not an array and a timestamp."""
-    if not isinstance(payload, dict) or "batch" not in payload:
-        return (payload if isinstance(payload, list) else [payload]), timedelta(0)
-    batch, sent_at = payload["batch"], payload.get("sentAt")
-    if not isinstance(batch, list):
-        raise InvalidInput("batch must be an array of events.", details={"batch": type(batch).__name__})
-    if sent_at is None:
-        return batch, timedelta(0)
+def events_validate(body: bytes, *, client_ip: str | None, user_agent: str | None) -> tuple[IngestResult, list, list]:
+    """What both ingestion paths (this module's and events.hot's) do before Redis: the body's
+    events validated (the rejections in the result, duplicates inside the body counted), and
+    the job rows of the distinct valid ones with their indices in the body. Raises
+    InvalidInput and PayloadTooLarge for the body as a whole."""
+    received_at = timezone.now()
     try:
-        sent = parse_timestamp(sent_at, now=datetime.max.replace(tzinfo=UTC) - timedelta(days=1))
-    except ValueError as exc:
-        raise InvalidInput(f"sentAt {exc}.", details={"sentAt": str(sent_at)[:100]}) from None
-    return batch, received_at - sent
+        items, skew, _ = parse_body(body, received_at=received_at)
+    except BodyError as exc:
+        raise InvalidInput(str(exc), code="malformed_body") from None
+    except EnvelopeError as exc:
+        raise InvalidInput(exc.args[0], details=exc.args[1]) from None
+    if not items:
+        raise InvalidInput("The batch is empty: send one event object or a non-empty array.")
+    if len(items) > settings.EVENT_BATCH_SIZE:
+        raise PayloadTooLarge(
+            f"At most {settings.EVENT_BATCH_SIZE} events per request; this one has {len(items)}.",
+            details={"maxEvents": settings.EVENT_BATCH_SIZE, "events": len(items)},
+        )
+    result = IngestResult()
+    rows, indices, seen, received_text = [], [], set(), received_at.isoformat()
+    for index, item in enumerate(items):
+        row, errors = validate_item(
+            item, received_at=received_at, client_ip=client_ip, user_agent=user_agent, skew=skew
+        )
+        if errors:
+            result.rejected.append({"index": index, "errors": errors})
+        elif row.event_id in seen:
+            result.duplicates += 1
+        else:
+            seen.add(row.event_id)
+            rows.append(row.as_job_row(received_text))
+            indices.append(index)
+    return result, rows, indices
 
 
 def _ingest_synchronously(project_id: int, rows: list[list], indices: list[int], result: IngestResult) -> IngestResult:
