@@ -77,24 +77,27 @@ def _count(counter: str, ttl: int) -> int:
 
 
 BURST_FACTOR = 2
-# KEYS[1] the bucket; ARGV: rate per second, capacity. Returns {allowed, tokens left x1000,
-# milliseconds until one token, milliseconds until full}.
-BUCKET_LUA = """
-local rate, capacity = tonumber(ARGV[1]), tonumber(ARGV[2])
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens, at = tonumber(state[1]), tonumber(state[2])
-if tokens == nil or at == nil then tokens, at = capacity, now end
-tokens = math.min(capacity, tokens + math.max(0, now - at) * rate / 1000)
-local allowed = 0
-if tokens >= 1 then tokens = tokens - 1; allowed = 1 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / rate * 1000) + 1000)
-local wait = 0
-if tokens < 1 then wait = math.ceil((1 - tokens) * 1000 / rate) end
-return {allowed, math.floor(tokens * 1000), wait, math.ceil((capacity - tokens) * 1000 / rate)}
+INGEST_BUCKET_PREFIX = "ratelimit:ingest:"  # + the key's id
+# bucket_take(key, rate per second, capacity) -> {allowed, tokens left x1000, milliseconds
+# until one token, milliseconds until full}; on Redis's clock. Also part of events.hot's script.
+BUCKET_TAKE_LUA = """
+local function bucket_take(key, rate, capacity)
+  local clock = redis.call('TIME')
+  local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+  local state = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens, at = tonumber(state[1]), tonumber(state[2])
+  if tokens == nil or at == nil then tokens, at = capacity, now end
+  tokens = math.min(capacity, tokens + math.max(0, now - at) * rate / 1000)
+  local allowed = 0
+  if tokens >= 1 then tokens = tokens - 1; allowed = 1 end
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'at', now)
+  redis.call('PEXPIRE', key, math.ceil(capacity / rate * 1000) + 1000)
+  local wait = 0
+  if tokens < 1 then wait = math.ceil((1 - tokens) * 1000 / rate) end
+  return {allowed, math.floor(tokens * 1000), wait, math.ceil((capacity - tokens) * 1000 / rate)}
+end
 """
+BUCKET_LUA = BUCKET_TAKE_LUA + "return bucket_take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))"
 _local_buckets: dict[int, tuple[float, float]] = {}  # key id -> (tokens, at), without Redis
 _local_lock = threading.Lock()
 
@@ -109,12 +112,16 @@ def ingest_rate_limit_hit(*, api_key) -> RateLimitState | None:
             allowed, tokens, wait_ms, full_ms = _local_take(api_key.pk, rate, capacity)
         else:
             allowed, tokens_milli, wait_ms, full_ms = _bucket_script(client)(
-                keys=[f"ratelimit:ingest:{api_key.pk}"], args=[rate, capacity]
+                keys=[f"{INGEST_BUCKET_PREFIX}{api_key.pk}"], args=[rate, capacity]
             )
             tokens = tokens_milli / 1000
     except Exception as exc:  # fail open, loudly
         logger.warning("rate_limiter_unavailable", api_key_id=api_key.pk, error=type(exc).__name__)
         return None
+    return bucket_state(rate, allowed, tokens, wait_ms, full_ms)
+
+
+def bucket_state(rate: int, allowed, tokens: float, wait_ms: float, full_ms: float) -> RateLimitState:
     return RateLimitState(
         limit=rate,
         allowed=bool(allowed),

@@ -1,14 +1,24 @@
 """Reads of tenancy data. Key lookups are cached (by the key's hash, never its plaintext) for
 a minute, so the ingestion hot path does not touch the database; every change to a key or its
-project forgets the cached copy (accounts.services)."""
+project forgets the cached copy (accounts.services).
+
+Beside the cached key, a key that may ingest gets an *ingest entry* in Redis: a hash of the
+few fields the async hot path (events.hot) checks inside its one Lua script (the key and
+project ids, the expiry, the ingestion rate, the allowed origins). It is written and
+forgotten with the cached key and lives as long; a key with no entry (unknown, revoked,
+without the ingest scope, or not looked up for a minute) is answered by the Django view,
+which looks it up and writes the entry again.
+"""
 
 import structlog
+from django.conf import settings
 from django.core.cache import cache
 
 from accounts.keys import hash_key, is_well_formed, key_matches, key_prefix
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Scope, origins_list
 from analytics_platform.errors import NotFound
 from analytics_platform.ids import object_id
+from analytics_platform.redis import redis_client
 
 AUTH_CACHE_SECONDS = 60
 logger = structlog.get_logger(__name__)
@@ -16,6 +26,35 @@ logger = structlog.get_logger(__name__)
 
 def api_key_cache_key(key_hash: str) -> str:
     return f"apikey:{key_hash}"
+
+
+def ingest_entry_key(key_hash: str) -> str:
+    return f"{settings.CACHE_KEY_PREFIX}:ingest-key:{key_hash}"
+
+
+def ingest_entry(api_key: ApiKey) -> dict[str, str | int]:
+    """The fields of a usable ingest key's entry (expires: epoch ms, 0 for never)."""
+    expires = 0 if api_key.expires_at is None else int(api_key.expires_at.timestamp() * 1000)
+    return {
+        "key": api_key.pk,
+        "project": api_key.project_id,
+        "expires": expires,
+        "rate": api_key.ingest_rate_limit or settings.INGEST_RATE_LIMIT_PER_SECOND,
+        "origins": "\n".join(origins_list(api_key.project.allowed_origins)),
+    }
+
+
+def _ingest_entry_put(api_key: ApiKey) -> None:
+    client = redis_client()
+    if client is None:
+        return
+    key = ingest_entry_key(api_key.key_hash)
+    with client.pipeline() as pipe:  # MULTI: never a half-written entry
+        pipe.delete(key)
+        if api_key.is_usable and api_key.has_scope(Scope.INGEST):
+            pipe.hset(key, mapping=ingest_entry(api_key))
+            pipe.expire(key, AUTH_CACHE_SECONDS)
+        pipe.execute()
 
 
 def api_key_get_by_plaintext(*, plaintext: str) -> ApiKey | None:
@@ -41,6 +80,7 @@ def api_key_get_by_plaintext(*, plaintext: str) -> ApiKey | None:
 def api_key_cache_put(api_key: ApiKey) -> None:
     try:
         cache.set(api_key_cache_key(api_key.key_hash), api_key, AUTH_CACHE_SECONDS)
+        _ingest_entry_put(api_key)
     except Exception as exc:  # only a cache: the next request reads the database again
         logger.warning("api_key_cache_put_failed", error=type(exc).__name__)
 

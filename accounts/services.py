@@ -8,8 +8,9 @@ from django.utils.text import slugify
 
 from accounts.keys import generate_key, hash_key, is_well_formed, key_prefix
 from accounts.models import ApiKey, Organization, Project, Scope, validate_timezone
-from accounts.selectors import api_key_cache_key, api_key_cache_put
+from accounts.selectors import api_key_cache_key, api_key_cache_put, ingest_entry_key
 from analytics_platform.errors import InvalidInput
+from analytics_platform.redis import redis_client
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 MAX_RATE_LIMIT = 2_147_483_647  # what the column holds
@@ -69,9 +70,14 @@ def project_get_or_create(*, organization: Organization, name: str, timezone_nam
 
 
 def api_keys_forget(*, keys) -> None:
-    """Drops cached copies of these keys, so a change applies to the next request."""
+    """Drops cached copies of these keys and their ingest entries, so a change applies to
+    the next request."""
+    keys = list(keys)
     try:
         cache.delete_many([api_key_cache_key(key.key_hash) for key in keys])
+        client = redis_client()
+        if client is not None and keys:
+            client.delete(*[ingest_entry_key(key.key_hash) for key in keys])
     except Exception as exc:  # entries expire within AUTH_CACHE_SECONDS anyway
         logger.warning("api_key_cache_forget_failed", error=type(exc).__name__)
 

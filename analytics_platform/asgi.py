@@ -2,8 +2,10 @@
 
 HTTP goes to Django's WSGI handler on a thread pool (a2wsgi): the API's views are
 synchronous, and one hand-off per request measured twice as fast here as Django's own ASGI
-handler, which hops between the event loop and threads at every middleware. WebSockets are
-served by Channels on the event loop.
+handler, which hops between the event loop and threads at every middleware. The one
+exception is `POST /api/v1/events` with Redis configured: events.hot answers it on the event
+loop, and hands Django what it does not answer. WebSockets are served by Channels on the
+event loop.
 """
 
 import os
@@ -19,10 +21,15 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from analytics_platform.routing import websocket_urlpatterns  # noqa: E402
+from events import hot  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": WSGIMiddleware(django_wsgi, workers=settings.HTTP_THREADS),
-        "websocket": URLRouter(websocket_urlpatterns),
-    }
-)
+django_http = WSGIMiddleware(django_wsgi, workers=settings.HTTP_THREADS)
+
+
+async def http(scope, receive, send):
+    if scope["path"] == hot.PATH and scope["method"] == "POST" and hot.enabled():
+        return await hot.handle(scope, receive, send, django_http)
+    return await django_http(scope, receive, send)
+
+
+application = ProtocolTypeRouter({"http": http, "websocket": URLRouter(websocket_urlpatterns)})

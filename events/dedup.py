@@ -31,8 +31,11 @@ logger = structlog.get_logger(__name__)
 _marks: dict[int, tuple[float, object]] = {}  # project id -> (read at, written_at or None)
 
 
+KEY_PREFIX = "dedup:"  # + project id + ":" + event id (also built by events.hot's script)
+
+
 def _key(project_id: int, event_id: str) -> str:
-    return f"dedup:{project_id}:{event_id}"
+    return f"{KEY_PREFIX}{project_id}:{event_id}"
 
 
 def claim(project_id: int, event_ids: list[str]) -> list[bool]:
@@ -43,7 +46,7 @@ def claim(project_id: int, event_ids: list[str]) -> list[bool]:
         return [True] * len(event_ids)
     results = _claim_script(client)(keys=[_key(project_id, event_id) for event_id in event_ids], args=[TTL_SECONDS])
     claimed = [bool(ok) for ok in results]
-    if any(claimed) and _written_directly_lately(project_id):
+    if any(claimed) and written_directly_lately(project_id):
         known = _stored_already(project_id, [event_id for event_id, new in zip(event_ids, claimed, strict=True) if new])
         claimed = [new and event_id not in known for event_id, new in zip(event_ids, claimed, strict=True)]
     return claimed
@@ -60,11 +63,14 @@ def direct_write_mark(project_id: int) -> None:
         DirectWrite.objects.update_or_create(project_id=project_id, defaults={"written_at": now})
 
 
-def _written_directly_lately(project_id: int) -> bool:
+def written_directly_lately(project_id: int) -> bool:
+    """Whether the project's events were written without Redis within a claim's lifetime
+    (its claims may then miss stored events). Reads the database at most every
+    MARK_RECHECK_SECONDS per project (mark_known says when the answer is at hand)."""
     from events.models import DirectWrite
 
     read_at, written_at = _marks.get(project_id, (-MARK_RECHECK_SECONDS, None))
-    if time.monotonic() - read_at >= MARK_RECHECK_SECONDS:
+    if not mark_known(project_id):
         try:
             written_at = DirectWrite.objects.filter(project_id=project_id).values_list("written_at", flat=True).first()
         except DatabaseError as exc:  # the count may lie; the unique constraint still holds
@@ -72,6 +78,12 @@ def _written_directly_lately(project_id: int) -> bool:
             return False
         _marks[project_id] = (time.monotonic(), written_at)
     return written_at is not None and written_at > timezone.now() - timedelta(seconds=TTL_SECONDS)
+
+
+def mark_known(project_id: int) -> bool:
+    """Whether written_directly_lately answers without reading the database."""
+    read_at, _ = _marks.get(project_id, (-MARK_RECHECK_SECONDS, None))
+    return time.monotonic() - read_at < MARK_RECHECK_SECONDS
 
 
 def _stored_already(project_id: int, event_ids: list[str]) -> set[str]:

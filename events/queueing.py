@@ -94,9 +94,17 @@ def buffer_push(client, project_id: int, rows: list[list]) -> None:
         pipe.rpush(BUFFER_KEY, *items)
         pipe.set(ARMED_KEY, 1, nx=True, px=settings.EVENT_BUFFER_TIMEOUT_MS)
         length, armed = pipe.execute()
+    flush = length >= BUFFER_FLUSH_AT and client.set(FLUSH_KEY, 1, nx=True, px=1000)
+    after_push(armed=bool(armed), flush=bool(flush))
+
+
+def after_push(*, armed: bool, flush: bool) -> None:
+    """After events went into the buffer (this module's push or events.hot's script): the
+    fallback timer's drain job if this push armed it, and a drain at once if the push found
+    the buffer long and took the flush marker (FLUSH_KEY, at most once a second)."""
     if armed:
         schedule_drain()
-    if length >= BUFFER_FLUSH_AT and client.set(FLUSH_KEY, 1, nx=True, px=1000):
+    if flush:
         ingest_queue().enqueue(DRAIN_JOB, retry=RETRY, description="drain the ingest buffer", **JOB_OPTIONS)
 
 
