@@ -55,6 +55,7 @@ from rq.defaults import (
     DEFAULT_MAINTENANCE_TASK_INTERVAL,
     RQ_KEY_PREFIX,
 )
+from rq.exceptions import StopRequested
 from rq.intermediate_queue import IntermediateQueue
 from rq.registry import clean_registries
 from rq.scheduler import RQScheduler
@@ -250,7 +251,8 @@ class RecoveringWorker(SimpleWorker):
         """The column store's maintenance (warehouse.jobs.mirror_maintain: exports for outbox
         rows nobody scheduled, the sweep), every MIRROR_MAINTENANCE_INTERVAL. Whatever it
         raises (the database away, a disk error) is logged: the worker goes on, and the next
-        round tries again."""
+        round tries again; a stop asked for meanwhile (RQ's StopRequested, raised by its SIGTERM
+        handler wherever the worker is) goes through, so the worker stops."""
         if time.monotonic() < self._next_mirror_maintenance:
             return
         self._next_mirror_maintenance = time.monotonic() + MIRROR_MAINTENANCE_INTERVAL
@@ -258,6 +260,8 @@ class RecoveringWorker(SimpleWorker):
 
         try:
             mirror_maintain()
+        except StopRequested:
+            raise
         except Exception as exc:  # noqa: BLE001 - the worker must outlive any error here
             self.log.warning("Worker %s: mirror maintenance failed: %s: %s", self.name, type(exc).__name__, exc)
 

@@ -9,6 +9,7 @@ import pytest
 import redis
 from django.db import OperationalError
 from rq import Queue
+from rq.exceptions import StopRequested
 
 from events.worker import RecoveringWorker
 from tests.helpers import run_jobs
@@ -123,3 +124,16 @@ def test_the_worker_runs_the_mirror_maintenance_at_its_interval_and_outlives_its
     worker.run_maintenance_tasks()
     worker.run_maintenance_tasks()
     assert calls == [1, 1, 1]
+
+
+@pytest.mark.redis
+def test_a_stop_asked_for_during_the_mirror_maintenance_stops_the_worker(worker, monkeypatch):
+    """RQ's SIGTERM handler raises StopRequested wherever the worker is; swallowed as a
+    maintenance error, it left a worker running for minutes after its warm shutdown."""
+
+    def interrupted():
+        raise StopRequested
+
+    monkeypatch.setattr("warehouse.jobs.mirror_maintain", interrupted)
+    with pytest.raises(StopRequested):
+        worker.run_maintenance_tasks()
