@@ -66,24 +66,31 @@ def direct_write_mark(project_id: int) -> None:
 def written_directly_lately(project_id: int) -> bool:
     """Whether the project's events were written without Redis within a claim's lifetime
     (its claims may then miss stored events). Reads the database at most every
-    MARK_RECHECK_SECONDS per project (mark_known says when the answer is at hand)."""
+    MARK_RECHECK_SECONDS per project (mark_cached is the answer without reading)."""
     from events.models import DirectWrite
 
+    cached = mark_cached(project_id)
+    if cached is not None:
+        return cached
+    try:
+        written_at = DirectWrite.objects.filter(project_id=project_id).values_list("written_at", flat=True).first()
+    except DatabaseError as exc:  # the count may lie; the unique constraint still holds
+        logger.warning("dedup_mark_unreadable", project_id=project_id, error=type(exc).__name__)
+        return False
+    _marks[project_id] = (time.monotonic(), written_at)
+    return _is_recent(written_at)
+
+
+def mark_cached(project_id: int) -> bool | None:
+    """written_directly_lately's answer if this process read the mark lately, else None."""
     read_at, written_at = _marks.get(project_id, (-MARK_RECHECK_SECONDS, None))
-    if not mark_known(project_id):
-        try:
-            written_at = DirectWrite.objects.filter(project_id=project_id).values_list("written_at", flat=True).first()
-        except DatabaseError as exc:  # the count may lie; the unique constraint still holds
-            logger.warning("dedup_mark_unreadable", project_id=project_id, error=type(exc).__name__)
-            return False
-        _marks[project_id] = (time.monotonic(), written_at)
+    if time.monotonic() - read_at >= MARK_RECHECK_SECONDS:
+        return None
+    return _is_recent(written_at)
+
+
+def _is_recent(written_at) -> bool:
     return written_at is not None and written_at > timezone.now() - timedelta(seconds=TTL_SECONDS)
-
-
-def mark_known(project_id: int) -> bool:
-    """Whether written_directly_lately answers without reading the database."""
-    read_at, _ = _marks.get(project_id, (-MARK_RECHECK_SECONDS, None))
-    return time.monotonic() - read_at < MARK_RECHECK_SECONDS
 
 
 def _stored_already(project_id: int, event_ids: list[str]) -> set[str]:

@@ -28,8 +28,9 @@ BLOCK_SECONDS = 1.0  # a blocked take returns this often, to notice a stop
 RETRY_SECONDS = 1.0  # after a failure to store (the database away) or to reach Redis
 DRAINING_PREFIX = f"{BUFFER_KEY}:draining:"
 
-# Moves up to ARGV[1] more items from the buffer's head to the draining list's tail.
-_TAKE = """
+# Moves up to ARGV[1] items from the buffer's head to the draining list's tail (the timed
+# drain job takes its chunks with it too).
+TAKE_LUA = """
 local n = 0
 for i = 1, tonumber(ARGV[1]) do
   if not redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') then break end
@@ -54,7 +55,7 @@ class Drainer:
         self.connection = connection
         self.key = draining_key(worker_name)
         self.stopped = threading.Event()
-        self._take = connection.register_script(_TAKE)
+        self._take = connection.register_script(TAKE_LUA)
 
     def run(self) -> None:
         """Until stop(): stores the worker's own list if it holds anything (left by an earlier

@@ -49,13 +49,13 @@ from events.services import IngestResult, events_validate
 PATH = "/api/v1/events"
 CONTENT_TYPES = ("application/json", "text/plain")
 
-# KEYS: the key's ingest entry, the buffer, its timer, its flush marker. ARGV: the request's
+# KEYS: the key's ingest entry, the buffer, its timer. ARGV: the request's
 # Origin (normalized, or ""), the dedup keys' prefix, their TTL, the timer's milliseconds,
-# the bucket keys' prefix, the burst factor, the buffer length that drains at once, then each
+# the bucket keys' prefix, the burst factor, then each
 # new event's id followed by its job row as JSON. The dedup and bucket keys are made in the
 # script from the entry (so it is one round trip; not for a Redis Cluster, as RQ is not).
 # Returns {0} (no usable entry: Django answers), {2, bucket, rate} (rate limited) or
-# {1, bucket, rate, project, buffer length, timer armed, drain now, claimed flags...}.
+# {1, bucket, rate, project, buffer length, timer armed, claimed flags...}.
 INGEST_LUA = (
     BUCKET_TAKE_LUA
     + """
@@ -74,9 +74,9 @@ local rate = tonumber(entry[4])
 local bucket = bucket_take(ARGV[5] .. entry[1], rate, rate * tonumber(ARGV[6]))
 if bucket[1] == 0 then return {2, bucket[2], bucket[3], bucket[4], rate} end
 local project = entry[2]
-local reply = {1, bucket[2], bucket[3], bucket[4], rate, tonumber(project), 0, 0, 0}
+local reply = {1, bucket[2], bucket[3], bucket[4], rate, tonumber(project), 0, 0}
 local items = {}
-for i = 8, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
   if redis.call('SET', ARGV[2] .. project .. ':' .. ARGV[i], '1', 'NX', 'EX', ARGV[3]) then
     items[#items + 1] = '[' .. project .. ',' .. ARGV[i + 1] .. ']'
     reply[#reply + 1] = 1
@@ -89,7 +89,6 @@ if #items > 0 then
     reply[7] = redis.call('RPUSH', KEYS[2], unpack(items, start, math.min(start + 999, #items)))
   end
   if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[4]) then reply[8] = 1 end
-  if reply[7] >= tonumber(ARGV[7]) and redis.call('SET', KEYS[4], '1', 'NX', 'PX', 1000) then reply[9] = 1 end
 end
 return reply
 """
@@ -130,6 +129,9 @@ async def handle(scope, receive, send, django) -> None:
         body = b"".join(message.get("body", b"") for message in messages)
         status, body, extra, project_id = await _answer(scope, headers, key_hash, body)
     except Fallback:
+        return await django(scope, _replay(messages, receive), send)
+    except Exception:  # a bug here must not be a 500: logged, and the view answers instead
+        logger.exception("hot_ingest_failed")
         return await django(scope, _replay(messages, receive), send)
     supplied = headers.get("x-request-id", "")
     request_id = supplied if REQUEST_ID_PATTERN.match(supplied) else os.urandom(16).hex()
@@ -290,9 +292,9 @@ async def _answer(scope, headers: dict[str, str], key_hash: str, body: bytes):
         message = f"Request was throttled. Expected available in {wait} second{'s' if wait != 1 else ''}."
         body = json.dumps(error_body("rate_limited", message)).encode()
         return 429, body, [*rate_headers, (b"retry-after", str(wait).encode())], project_id
-    armed, flush, claimed = reply[7], reply[8], reply[9:]
-    if armed or flush:
-        await asyncio.get_running_loop().run_in_executor(_blocking, _after_push, bool(armed), bool(flush))
+    armed, claimed = reply[7], reply[8:]
+    if armed:
+        await asyncio.get_running_loop().run_in_executor(_blocking, _schedule_drain)
     return _ingest_answer(result, len(rows), sum(claimed)) + (rate_headers, project_id)
 
 
@@ -311,7 +313,7 @@ def _compact(value) -> bytes:
 
 
 def _script_keys(key_hash: str) -> list[str]:
-    return [ingest_entry_key(key_hash), queueing.BUFFER_KEY, queueing.ARMED_KEY, queueing.FLUSH_KEY]
+    return [ingest_entry_key(key_hash), queueing.BUFFER_KEY, queueing.ARMED_KEY]
 
 
 def _script_args(headers: dict[str, str], rows: list[list]) -> list:
@@ -323,7 +325,6 @@ def _script_args(headers: dict[str, str], rows: list[list]) -> list:
         settings.EVENT_BUFFER_TIMEOUT_MS,
         INGEST_BUCKET_PREFIX,
         BURST_FACTOR,
-        queueing.BUFFER_FLUSH_AT,
     ]
     for row in rows:
         args += (row[0], _row_encoder.encode(row))
@@ -331,8 +332,9 @@ def _script_args(headers: dict[str, str], rows: list[list]) -> list:
 
 
 async def _written_directly_lately(project_id: int) -> bool:
-    if dedup.mark_known(project_id):
-        return dedup.written_directly_lately(project_id)
+    cached = dedup.mark_cached(project_id)  # never the database: this is the event loop
+    if cached is not None:
+        return cached
     return await asyncio.get_running_loop().run_in_executor(_blocking, _mark_read, project_id)
 
 
@@ -341,8 +343,8 @@ def _mark_read(project_id: int) -> bool:
     return dedup.written_directly_lately(project_id)
 
 
-def _after_push(armed: bool, flush: bool) -> None:
+def _schedule_drain() -> None:
     try:
-        queueing.after_push(armed=armed, flush=flush)
+        queueing.schedule_drain()
     except REDIS_DOWN as exc:  # the events are in the buffer; a drainer or the next push takes them
         logger.warning("hot_ingest_drain_schedule_failed", error=type(exc).__name__)

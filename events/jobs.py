@@ -6,12 +6,12 @@ become dead letters and the rest of the job goes on."""
 import json
 from collections import defaultdict
 
-import redis
 from django.db import close_old_connections, connection
 from rq import get_current_job
 
 from accounts.models import Project
 from analytics_platform.redis import redis_client
+from events.drainer import TAKE_LUA
 from events.queueing import BUFFER_KEY, rearm_if_pending
 from events.services import dead_letters_add, events_persist
 
@@ -32,20 +32,21 @@ def persist_events(project_id: int, rows_json: str) -> dict:
 
 
 def drain_buffer() -> int:
-    """Takes the whole ingest buffer atomically (RENAME to a key named after this job) and
-    stores it. Killed midway, the retried job finds its key again and finishes that work
-    first; then it takes whatever was buffered since."""
+    """Stores the ingest buffer, DRAIN_CHUNK items at a time: each chunk moves atomically to
+    a key named after this job and is deleted once stored (a backlog of any length never
+    sits in one worker's memory). Killed midway, the retried job finds its key again and
+    finishes that chunk first."""
     _fresh_connection()
     client = redis_client()
     processing = f"{BUFFER_KEY}:processing:{get_current_job().id}"
     stored = store_buffered(client, processing) if client.exists(processing) else 0
+    take = client.register_script(TAKE_LUA)
     try:
-        client.rename(BUFFER_KEY, processing)
-    except redis.ResponseError:  # nothing buffered (another drain took it)
-        return stored
+        while take(keys=[BUFFER_KEY, processing], args=[DRAIN_CHUNK]):
+            stored += store_buffered(client, processing)
     finally:
         rearm_if_pending(client)
-    return stored + store_buffered(client, processing)
+    return stored
 
 
 def store_buffered(client, key: str) -> int:

@@ -4,8 +4,8 @@ A request with many new events becomes one RQ job carrying them. Single events (
 tiny requests) are coalesced instead: pushed onto one Redis list, the ingest buffer, which
 every worker's drainer (events.drainer) takes from as soon as anything is there, whatever
 has piled up in one transaction. As a fallback for when no worker drains, the buffer's first
-push also schedules a drain job EVENT_BUFFER_TIMEOUT_MS later (and a long buffer is drained
-at once). Both are in Redis when the request answers 202.
+push also schedules a drain job EVENT_BUFFER_TIMEOUT_MS later. Both are in Redis when the
+request answers 202.
 
 Without Redis (the embedded default) the queue is RQ's synchronous mode on an in-process
 fake Redis: the same job runs inline, and the request fails if the job did.
@@ -34,9 +34,7 @@ INLINE_RESULT_TTL = 60  # long enough to read an inline job's result back; delet
 
 BUFFER_KEY = "ingest:buffer"
 ARMED_KEY = "ingest:buffer:armed"
-FLUSH_KEY = "ingest:buffer:flushing"
 BUFFERED_MAX_EVENTS = 10  # requests with at most this many new events are coalesced
-BUFFER_FLUSH_AT = 2000  # a buffer this long is drained without waiting for the timer
 
 
 @lru_cache(maxsize=1)
@@ -93,19 +91,9 @@ def buffer_push(client, project_id: int, rows: list[list]) -> None:
     with client.pipeline() as pipe:  # MULTI: the events and the timer go in together
         pipe.rpush(BUFFER_KEY, *items)
         pipe.set(ARMED_KEY, 1, nx=True, px=settings.EVENT_BUFFER_TIMEOUT_MS)
-        length, armed = pipe.execute()
-    flush = length >= BUFFER_FLUSH_AT and client.set(FLUSH_KEY, 1, nx=True, px=1000)
-    after_push(armed=bool(armed), flush=bool(flush))
-
-
-def after_push(*, armed: bool, flush: bool) -> None:
-    """After events went into the buffer (this module's push or events.hot's script): the
-    fallback timer's drain job if this push armed it, and a drain at once if the push found
-    the buffer long and took the flush marker (FLUSH_KEY, at most once a second)."""
-    if armed:
+        _, armed = pipe.execute()
+    if armed:  # this push armed the fallback timer (events.hot's script does the same)
         schedule_drain()
-    if flush:
-        ingest_queue().enqueue(DRAIN_JOB, retry=RETRY, description="drain the ingest buffer", **JOB_OPTIONS)
 
 
 def schedule_drain() -> None:
