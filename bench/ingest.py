@@ -5,21 +5,30 @@ processes against PostgreSQL and Redis — in a throwaway database, then measure
 
 - the raw limit: psycopg COPY of 1,000-row batches straight into a table with the events
   table's indexes and unique constraint;
-- end to end: events/s from the first request until every accepted event is a row, for
-  1,000-event batches from several concurrent clients and for single-event posts from many;
-  request latency p50/p99; the ratio end to end / raw COPY;
-- peak RSS of each web and worker process.
+- the most it takes, with `wrk` (C; Debian's package): single-event posts over 32
+  connections, and 1,000-event batches over 4, each for BENCH_SECONDS; a Lua script makes the
+  bodies. Events/s are counted until every answered event is a row (rows are counted in the
+  database, and must equal what was answered: nothing lost, nothing doubled);
+- latency at a fixed rate, PACE (70 %) of that most, with `hey -q` (Go; Debian's package):
+  p50/p99 of the answers;
+- each load generator's own CPU (it shares the machine's cores with the stack), the ratio of
+  the batches' rate to raw COPY, and the peak RSS of each web and worker process.
+
+The bodies carry no timestamps or event ids, so the server stamps each event and gives it an
+id of its own: every request, hey's repeated body included, is new events.
 
 Environment: BENCH_PG (a maintenance database URL, default postgresql://postgres@127.0.0.1:5432/postgres),
 BENCH_REDIS_URL (default redis://127.0.0.1:6379/14, flushed), BENCH_WEB_WORKERS (2), BENCH_RQ_WORKERS (2),
-BENCH_BATCHES (100), BENCH_SINGLES (20000), BENCH_BUFFER_TIMEOUT_MS (the stack's EVENT_BUFFER_TIMEOUT_MS, 1000).
+BENCH_BATCHES (100, raw COPY transactions), BENCH_SECONDS (15), BENCH_PACE (0.7),
+BENCH_BUFFER_TIMEOUT_MS (the stack's EVENT_BUFFER_TIMEOUT_MS, 1000).
 """
 
-import asyncio
 import json
 import os
+import re
+import resource
 import secrets
-import statistics
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,10 +49,10 @@ PG_ADMIN = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/post
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "2"))
 RQ_WORKERS = int(os.environ.get("BENCH_RQ_WORKERS", "2"))
-BATCHES = int(os.environ.get("BENCH_BATCHES", "100"))
-SINGLES = int(os.environ.get("BENCH_SINGLES", "20000"))
-BATCH_CLIENTS = 4
-SINGLE_CLIENTS = 32
+BATCHES = int(os.environ.get("BENCH_BATCHES", "100"))  # raw COPY transactions of 1,000 rows
+SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
+PACE = float(os.environ.get("BENCH_PACE", "0.7"))  # the paced run's rate, as a share of wrk's
+SINGLE_CONNECTIONS, BATCH_CONNECTIONS, HEY_CLIENTS = 32, 4, 32
 HOST, PORT = "127.0.0.1", 8765
 DB_NAME = "bench_ingest"
 PYTHON = sys.executable
@@ -65,6 +74,7 @@ def stack_env() -> dict:
         "ALLOWED_HOSTS": HOST,
         "LOG_LEVEL": "WARNING",
         "EVENT_BUFFER_TIMEOUT_MS": os.environ.get("BENCH_BUFFER_TIMEOUT_MS", "1000"),
+        "INGEST_RATE_LIMIT_PER_SECOND": "1000000",  # one key carries the whole load
     }
 
 
@@ -234,26 +244,61 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-async def client(bodies: list[bytes], key: str, latencies: list[float], accepted: list[int]):
-    reader, writer = await asyncio.open_connection(HOST, PORT)
-    head = (
-        f"POST /api/v1/events HTTP/1.1\r\nHost: {HOST}\r\nX-API-Key: {key}\r\n"
-        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n"
-    )
-    for body in bodies:
-        started = time.perf_counter()
-        writer.write(head.format(len(body)).encode() + body)
-        status_line = await reader.readline()
-        length = 0
-        while (line := await reader.readline()) not in (b"\r\n", b""):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        payload = await reader.readexactly(length)
-        latencies.append(time.perf_counter() - started)
-        if b" 202 " not in status_line:
-            raise SystemExit(f"unexpected answer: {status_line!r} {payload[:300]!r} (logs: {LOG_DIR})")
-        accepted.append(json.loads(payload)["accepted"])
-    writer.close()
+WRK_SINGLE = """
+-- One event per request, a new one each time: no timestamp, so the server stamps it and
+-- gives it an id of its own; users and event names vary as a shop's would.
+local names = {"page_view", "add_to_cart", "purchase"}
+local n = 0
+request = function()
+  n = n + 1
+  local body = string.format(
+    '{"userId":"user_%d","eventName":"%s","properties":{"path":"/p/%d","n":%d},"sessionId":"s-%d"}',
+    n % 5000, names[n % 3 + 1], n % 50, n, n % 900)
+  return wrk.format("POST", "/api/v1/events", nil, body)
+end
+"""
+WRK_BATCH = """
+-- 1,000 events per request, made once: no timestamps or ids, so each is a new event.
+local names = {"page_view", "add_to_cart", "purchase"}
+local events = {}
+for i = 1, 1000 do
+  events[i] = string.format(
+    '{"userId":"user_%d","eventName":"%s","properties":{"path":"/p/%d","n":%d},"sessionId":"s-%d"}',
+    i * 7 % 5000, names[i % 3 + 1], i % 50, i, i % 900)
+end
+wrk.method = "POST"
+wrk.path = "/api/v1/events"
+wrk.body = "[" .. table.concat(events, ",") .. "]"
+"""
+
+
+def batch_body() -> bytes:
+    names = ("page_view", "add_to_cart", "purchase")
+    events = [
+        {
+            "userId": f"user_{i * 7 % 5000}",
+            "eventName": names[i % 3],
+            "properties": {"path": f"/p/{i % 50}", "n": i},
+            "sessionId": f"s-{i % 900}",
+        }
+        for i in range(1, 1001)
+    ]
+    return json.dumps(events, separators=(",", ":")).encode()
+
+
+SINGLE_BODY = b'{"userId":"user_7","eventName":"page_view","properties":{"path":"/p/7","n":7},"sessionId":"s-7"}'
+
+
+def child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_client(command: list[str]) -> tuple[str, float, float]:
+    """Runs a load generator to its end: (its output, wall seconds, its CPU seconds)."""
+    cpu, started = child_cpu(), time.perf_counter()
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return out, time.perf_counter() - started, child_cpu() - cpu
 
 
 def stored_count() -> int:
@@ -261,83 +306,197 @@ def stored_count() -> int:
         return conn.execute("SELECT count(*) FROM events_event").fetchone()[0]
 
 
-def scenario(name: str, per_request: int, total: int, clients: int, key: str) -> dict:
-    before = stored_count()
-    rows = make_rows(total, name)
-    events = [
-        {
-            "userId": r[1],
-            "eventName": r[2],
-            "timestamp": r[3],
-            "properties": json.loads(r[4]),
-            "sessionId": r[5],
-            "pageUrl": r[6],
-            "eventId": r[0],
-        }
-        for r in rows
-    ]
-    bodies = [
-        json.dumps(events[i : i + per_request] if per_request > 1 else events[i]).encode()
-        for i in range(0, total, per_request)
-    ]
-    shares = [bodies[c::clients] for c in range(clients)]
-    latencies: list[float] = []
-    accepted: list[int] = []
+def quiet() -> int:
+    """The row count once nothing more arrives for a second (what a previous run left in
+    flight is stored first)."""
+    count = stored_count()
+    while True:
+        time.sleep(1.0)
+        if (now := stored_count()) == count:
+            return count
+        count = now
 
-    async def run():
-        await asyncio.gather(*(client(share, key, latencies, accepted) for share in shares))
 
-    started = time.perf_counter()
-    asyncio.run(run())
-    answered = time.perf_counter() - started
-    expected = before + sum(accepted)
-    while stored_count() < expected:
+def settle(expected: int, started: float, in_flight: int = 0) -> float:
+    """Seconds from `started` until the events table holds the `expected` rows. A load
+    generator stopped by its clock does not count the requests still in flight, though the
+    server may have answered them: up to `in_flight` more rows are theirs, no more."""
+    while (count := stored_count()) < expected:
         if time.perf_counter() - started > 600:
-            raise SystemExit(f"{name}: events still missing after 600 s")
+            raise SystemExit(f"{expected - count} events still missing after 600 s (logs: {LOG_DIR})")
         time.sleep(0.05)
-    elapsed = time.perf_counter() - started
-    latencies.sort()
+    done = time.perf_counter() - started
+    time.sleep(1.0)
+    if (count := stored_count()) > expected + in_flight:
+        raise SystemExit(f"{count - expected} events more than were answered (logs: {LOG_DIR})")
+    return done
+
+
+def wrk_throughput(name: str, script: str, per_request: int, key: str) -> dict:
+    """The most a client can get through: wrk, 2 threads, CONNECTIONS connections, SECONDS."""
+    lua = write_lua(name, script)
+    before = quiet()
+    connections = SINGLE_CONNECTIONS if per_request == 1 else BATCH_CONNECTIONS
+    out, wall, cpu = run_client(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{SECONDS}s",
+            "--latency",
+            "-s",
+            str(lua),
+            "-H",
+            f"X-API-Key: {key}",
+            "-H",
+            "Content-Type: application/json",
+            f"http://{HOST}:{PORT}/",
+        ]
+    )
+    started_settle = time.perf_counter()
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    refused = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if refused or "Socket errors" in out:
+        raise SystemExit(f"{name}: not every answer was 202:\n{out}")
+    expected = before + requests * per_request
+    wait = settle(expected, started_settle, in_flight=connections * per_request)
     return {
-        "events": sum(accepted),
-        "requests": len(bodies),
-        "clients": clients,
-        "answered_s": round(answered, 3),
-        "stored_s": round(elapsed, 3),
-        "events_per_s": round(sum(accepted) / elapsed),
-        "p50_ms": round(statistics.median(latencies) * 1000, 2),
-        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
+        "client": "wrk",
+        "connections": connections,
+        "requests": requests,
+        "events": requests * per_request,
+        "seconds": round(wall, 2),
+        "answered_events_per_s": round(requests * per_request / wall),
+        "stored_events_per_s": round(requests * per_request / (wall + wait)),
+        "stored_after_last_answer_s": round(wait, 2),
+        "p50_ms": latency_ms(out, "50%"),
+        "p99_ms": latency_ms(out, "99%"),
+        "client_cpu_s": round(cpu, 2),
+        "client_cpu_share": round(cpu / wall / (os.cpu_count() or 1), 3),
+    }
+
+
+def latency_ms(wrk_out: str, percentile: str) -> float:
+    value, unit = re.search(rf"^\s+{percentile}\s+([\d.]+)(us|ms|s)\s*$", wrk_out, re.M).groups()
+    return round(float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit], 2)
+
+
+def hey_paced(name: str, body: bytes, per_request: int, requests_per_s: float, key: str) -> dict:
+    """Latency at a fixed rate: hey, HEY_CLIENTS workers each sending at its share of the rate."""
+    path = LOG_DIR / f"{name}.json"
+    path.write_bytes(body)
+    clients = min(HEY_CLIENTS, max(1, int(requests_per_s // 5)))
+    per_client = requests_per_s / clients
+    before = quiet()
+    out, wall, cpu = run_client(
+        [
+            "hey",
+            "-z",
+            f"{SECONDS}s",
+            "-c",
+            str(clients),
+            "-q",
+            f"{per_client:.2f}",
+            "-m",
+            "POST",
+            "-T",
+            "application/json",
+            "-H",
+            f"X-API-Key: {key}",
+            "-D",
+            str(path),
+            f"http://{HOST}:{PORT}/api/v1/events",
+        ]
+    )
+    started_settle = time.perf_counter()
+    statuses = dict(re.findall(r"\[(\d{3})\]\s+(\d+) responses", out))
+    if set(statuses) != {"202"}:
+        raise SystemExit(f"{name}: not every answer was 202: {statuses}\n{out}")
+    requests = int(statuses["202"])
+    # Requests cut off by -z are errors to hey ("context deadline exceeded"), answered or not.
+    cut_off = sum(int(n) for n in re.findall(r"\[(\d+)\]", out.partition("Error distribution:")[2]))
+    wait = settle(before + requests * per_request, started_settle, in_flight=(clients + cut_off) * per_request)
+    percentile = lambda p: round(float(re.search(rf"{p}% in ([\d.]+) secs", out).group(1)) * 1000, 2)  # noqa: E731
+    return {
+        "client": "hey",
+        "target_requests_per_s": round(requests_per_s, 1),
+        "events_per_request": per_request,
+        "achieved_requests_per_s": round(requests / wall, 1),
+        "events": requests * per_request,
+        "p50_ms": percentile(50),
+        "p99_ms": percentile(99),
+        "cut_off_at_the_end": cut_off,
+        "stored_after_last_answer_s": round(wait, 2),
+        "client_cpu_s": round(cpu, 2),
+        "client_cpu_share": round(cpu / wall / (os.cpu_count() or 1), 3),
     }
 
 
 def main():
+    for tool in ("wrk", "hey"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed (Debian: apt-get install -y wrk hey)")
     key = prepare()
     raw = raw_copy_rate()
     stack = Stack()
     try:
-        batches = scenario("batch", 1000, BATCHES * 1000, BATCH_CLIENTS, key)
-        singles = scenario("single", 1, SINGLES, SINGLE_CLIENTS, key)
+        run_client(
+            [
+                "wrk",
+                "-t1",
+                "-c4",
+                "-d2s",
+                "-s",
+                str(write_lua("warm", WRK_SINGLE)),  # hot caches, entry
+                "-H",
+                f"X-API-Key: {key}",
+                "-H",
+                "Content-Type: application/json",
+                f"http://{HOST}:{PORT}/",
+            ]
+        )
+        singles = wrk_throughput("singles", WRK_SINGLE, 1, key)
+        singles_paced = hey_paced("singles-paced", SINGLE_BODY, 1, singles["requests"] / singles["seconds"] * PACE, key)
+        batches = wrk_throughput("batches", WRK_BATCH, 1000, key)
+        batches_paced = hey_paced(
+            "batches-paced", batch_body(), 1000, batches["requests"] / batches["seconds"] * PACE, key
+        )
     finally:
         stack.stop()
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count()},
-        "config": {"web_workers": WEB_WORKERS, "rq_workers": RQ_WORKERS},
+        "config": {"web_workers": WEB_WORKERS, "rq_workers": RQ_WORKERS, "seconds": SECONDS, "pace": PACE},
         "raw_copy": raw,
-        "batches": batches,
         "singles": singles,
-        "ratio_batches_to_raw_copy": round(batches["events_per_s"] / raw["events_per_s"], 3),
+        "singles_paced": singles_paced,
+        "batches": batches,
+        "batches_paced": batches_paced,
+        "ratio_batches_to_raw_copy": round(batches["stored_events_per_s"] / raw["events_per_s"], 3),
         "peak_rss_mb": {role: round(kb / 1024, 1) for role, kb in stack.peak.items()},
     }
     out = ROOT / "bench" / "results" / f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nIngestion benchmark ({os.cpu_count()} CPUs; {WEB_WORKERS} web, {RQ_WORKERS} RQ workers)")
-    print(f"{'':28}{'events/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'events':>9}")
-    print(f"{'raw COPY, 1,000-row batches':28}{raw['events_per_s']:>10}{'':>9}{'':>9}{raw['events']:>9}")
-    for label, r in (("end to end, 1,000/request", batches), ("end to end, 1/request", singles)):
-        print(f"{label:28}{r['events_per_s']:>10}{r['p50_ms']:>9}{r['p99_ms']:>9}{r['events']:>9}")
-    print(f"ratio batches / raw COPY: {report['ratio_batches_to_raw_copy']}")
+    cpus = os.cpu_count()
+    print(f"\nIngestion benchmark ({cpus} CPUs; {WEB_WORKERS} web, {RQ_WORKERS} RQ workers; {SECONDS} s per run)")
+    print(f"{'':34}{'events/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'client CPU':>12}")
+    print(f"{'raw COPY, 1,000-row transactions':34}{raw['events_per_s']:>10}")
+    for label, r in (("singles, wrk (most)", singles), ("batches of 1,000, wrk (most)", batches)):
+        share = f"{r['client_cpu_share'] * 100:.1f}%"
+        print(f"{label:34}{r['stored_events_per_s']:>10}{r['p50_ms']:>9}{r['p99_ms']:>9}{share:>12}")
+    for label, r in ((f"singles, hey at {PACE:.0%}", singles_paced), (f"batches, hey at {PACE:.0%}", batches_paced)):
+        rate = round(r["achieved_requests_per_s"] * r["events_per_request"])
+        share = f"{r['client_cpu_share'] * 100:.1f}%"
+        print(f"{label:34}{rate:>10}{r['p50_ms']:>9}{r['p99_ms']:>9}{share:>12}")
+    print(f"ratio batches stored / raw COPY: {report['ratio_batches_to_raw_copy']}")
     print(f"peak RSS per process: web {report['peak_rss_mb']['web']} MB, worker {report['peak_rss_mb']['worker']} MB")
     print(f"written to {out.relative_to(ROOT)}; process logs in {LOG_DIR}")
+
+
+def write_lua(name: str, script: str) -> Path:
+    path = LOG_DIR / f"{name}.lua"
+    path.write_text(script)
+    return path
 
 
 if __name__ == "__main__":
