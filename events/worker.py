@@ -25,7 +25,8 @@ What this class changes, with RQ's own machinery doing the rest:
   queue (its worker died between dequeue and start) is failed over after seconds, not 60 s.
 - The scheduler is named after its worker, so its lock names a worker whose liveness is
   known: a lock whose holder's key is gone is released (compare-and-delete) and taken,
-  at once rather than 61 s later. A scheduler whose worker died (orphaned by a kill of the
+  at once rather than 61 s later; so is the queue's cleaning lock, held under the worker's
+  name too, rather than 60 s later. A scheduler whose worker died (orphaned by a kill of the
   worker alone) stops and releases its lock; one that hits a Redis error waits and carries
   on instead of dying, and RQ's maintenance restarts it if it died anyway.
 - After Redis errors the worker retries every 2 s at most, not with a backoff up to 60 s.
@@ -277,7 +278,7 @@ class RecoveringWorker(SimpleWorker):
         stuck intermediate jobs failed over after seconds."""
         liveness_known = liveness_is_known(self.connection)
         for queue in self.queues:
-            if not self.connection.set(queue.registry_cleaning_key, self.name, nx=True, ex=MAINTENANCE_LOCK_TTL):
+            if not self._take_maintenance_lock(queue, liveness_known):
                 continue
             try:
                 self._expire_abandoned_executions(queue, liveness_known)
@@ -289,6 +290,22 @@ class RecoveringWorker(SimpleWorker):
             finally:
                 queue.release_maintenance_lock()
         self.last_cleaned_at = now()
+
+    def _take_maintenance_lock(self, queue, liveness_known: bool) -> bool:
+        """The queue's cleaning lock, under this worker's name. A lock whose holder is gone
+        (killed while cleaning) is released and taken, as the scheduler's is, instead of
+        blocking every worker's cleaning, and the return of its own draining lists, for
+        MAINTENANCE_LOCK_TTL."""
+        key = queue.registry_cleaning_key
+        if self.connection.set(key, self.name, nx=True, ex=MAINTENANCE_LOCK_TTL):
+            return True
+        holder = self.connection.get(key)
+        holder = as_text(holder) if holder else None
+        if not (liveness_known and holder and holder != self.name and worker_is_gone(self.connection, holder)):
+            return False
+        if release_lock(self.connection, key, holder):
+            self.log.warning("Cleaning lock for %s released: its worker %s is gone", queue.name, holder)
+        return bool(self.connection.set(key, self.name, nx=True, ex=MAINTENANCE_LOCK_TTL))
 
     def _expire_abandoned_executions(self, queue, liveness_known: bool) -> None:
         """Marks expired the started jobs nobody runs: those of gone workers (once liveness

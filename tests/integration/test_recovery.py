@@ -130,6 +130,29 @@ def test_after_a_worker_is_killed_the_next_one_stores_everything_in_seconds(
 
 
 @pytest.mark.redis
+def test_a_cleaning_lock_left_by_a_killed_worker_does_not_hold_up_its_draining_list(
+    postgres, redis_cache, redis_url, post_events, tmp_path
+):
+    """A worker killed while cleaning the queue leaves the cleaning lock (60 s TTL) and, as
+    it was draining, its list of taken events: the next worker takes the lock and returns the
+    list to the buffer in seconds."""
+    client, queue, log = redis_cache, ingest_queue(), tmp_path / "worker.log"
+    accepted = sum(post_events(one).json()["accepted"] for one in singles("d", 5))
+    assert accepted == 5 and client.llen(BUFFER_KEY) == 5
+    client.rename(BUFFER_KEY, f"{DRAINING_PREFIX}killed-while-cleaning")
+    client.set(queue.registry_cleaning_key, "killed-while-cleaning", ex=60)  # no rq:worker: key: gone
+    worker = start_worker(redis_url, log)
+    try:
+        took = wait_for(lambda: Event.objects.count() >= accepted, 30, "the killed worker's events stored", log)
+    finally:
+        stop(worker)
+    print(f"\na dead worker's draining list stored {took:.1f} s after the next worker started (its start-up included)")
+    assert took < RECOVERY_CONTRACT
+    assert_stored_exactly(accepted)
+    assert waiting(client) == 0
+
+
+@pytest.mark.redis
 def test_a_scheduler_whose_worker_was_killed_stops_and_frees_its_lock(redis_cache, redis_url, tmp_path, settings):
     client, log = redis_cache, tmp_path / "worker.log"
     worker = start_worker(redis_url, log)
