@@ -6,6 +6,7 @@ become dead letters and the rest of the job goes on."""
 import json
 from collections import defaultdict
 
+import msgspec
 from django.db import close_old_connections, connection
 from rq import get_current_job
 
@@ -56,7 +57,7 @@ def store_buffered(client, key: str) -> int:
     unreadable: list[str] = []
     for item in client.lrange(key, 0, -1):
         try:
-            project_id, row = json.loads(item)
+            project_id, row = _decoded(item)
             if not isinstance(project_id, int) or isinstance(project_id, bool):
                 raise ValueError("no project id")
         except (ValueError, TypeError):  # not JSON, not UTF-8, not a [project id, row] pair
@@ -74,3 +75,16 @@ def store_buffered(client, key: str) -> int:
             stored += events_persist(project_id=project_id, rows=rows[start : start + DRAIN_CHUNK]).stored
     client.delete(key)
     return stored
+
+
+_decode = msgspec.json.Decoder()
+
+
+def _decoded(item: bytes):
+    """An item as Python's json reads it, with msgspec's speed (a third of the drainer's time
+    was json.loads); what msgspec refuses but Python's json reads (a lone surrogate escape,
+    a number past a double) goes through Python's json."""
+    try:
+        return _decode.decode(item)
+    except msgspec.DecodeError:
+        return json.loads(item)
