@@ -99,6 +99,9 @@ CACHE_TTL_SECONDS = env_int("CACHE_TTL_SECONDS", 300)
 ANALYTICS_DIR = Path(os.environ.get("ANALYTICS_DIR") or DATA_DIR / "analytics")
 # DuckDB's bounds per process: memory before it spills to ANALYTICS_SPILL_DIR, and threads.
 ANALYTICS_MEMORY_LIMIT = os.environ.get("ANALYTICS_MEMORY_LIMIT", "1GB")
+# A worker's DuckDB only writes files (exports, compactions): a smaller bound, spilling the
+# rest (a compaction sorting a busy day took a worker past 500 MB at 1GB; 128MB: 356 MB, 64MB: 297).
+ANALYTICS_WORKER_MEMORY_LIMIT = os.environ.get("ANALYTICS_WORKER_MEMORY_LIMIT", "64MB")
 ANALYTICS_SPILL_DIR = Path(os.environ.get("ANALYTICS_SPILL_DIR") or ANALYTICS_DIR / "spill")
 ANALYTICS_THREADS = env_int("ANALYTICS_THREADS", 2)
 # How long a file compaction retired stays on disk for the readers that listed it.

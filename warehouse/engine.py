@@ -14,13 +14,25 @@ from django.conf import settings
 
 _lock = threading.Lock()
 _database = None
+_memory_limit_setting = "ANALYTICS_MEMORY_LIMIT"
+
+
+def for_workers() -> None:
+    """From now on this process's database is bounded by ANALYTICS_WORKER_MEMORY_LIMIT (the
+    rqworker command calls it before any job runs)."""
+    global _memory_limit_setting, _database
+    with _lock:
+        _memory_limit_setting = "ANALYTICS_WORKER_MEMORY_LIMIT"
+        if _database is not None:  # opened with the other bound: the next cursor reopens it
+            _database.close()
+            _database = None
 
 
 def _open() -> duckdb.DuckDBPyConnection:
     spill = settings.ANALYTICS_SPILL_DIR
     spill.mkdir(parents=True, exist_ok=True)
     config = {
-        "memory_limit": settings.ANALYTICS_MEMORY_LIMIT,
+        "memory_limit": getattr(settings, _memory_limit_setting),
         "threads": settings.ANALYTICS_THREADS,
         "temp_directory": str(spill),
         "enable_external_access": True,  # the mirror's files; nothing else is ever named
