@@ -1,11 +1,14 @@
 """Writing rows to the events table, idempotently.
 
-Rows arrive as lists in COLUMNS order (see EventRow.as_job_row). Every write is
-`INSERT ... ON CONFLICT (project_id, event_id) DO NOTHING RETURNING`, so a retried job or a
-replayed batch stores nothing twice, and the caller learns exactly which rows are new.
-PostgreSQL first COPYs the batch into a session-local staging table (the fastest way in);
-SQLite takes multi-row INSERTs. That choice is the one dialect difference here; with it
-goes how the inserted rows enter the column store's outbox (warehouse.models.Pending).
+Rows arrive as lists in COLUMNS order (see EventRow.as_job_row). Every write stores only
+the rows whose (project_id, event_id) is not stored yet, so a retried job or a replayed
+batch stores nothing twice, and the caller learns exactly which rows are new. PostgreSQL
+first COPYs the batch straight into the table, which the unique constraint refuses whole if
+any row is stored already; then it COPYs the batch into a session-local staging table and
+runs `INSERT ... ON CONFLICT (project_id, event_id) DO NOTHING RETURNING` from it. SQLite
+takes that INSERT with many rows per statement. That choice is the one dialect difference
+here; with it goes how the inserted rows enter the column store's outbox
+(warehouse.models.Pending).
 
 `insert_rows_isolating` is what the worker calls: a batch the database refuses for its
 content (text PostgreSQL cannot store, a malformed row that bypassed validation) is split in
@@ -18,7 +21,7 @@ from datetime import datetime
 
 import psycopg
 from django import db
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from rq.timeouts import JobTimeoutException
 
 from events.validation import COLUMNS
@@ -92,12 +95,41 @@ def insert_rows(project_id: int, rows: list[list]) -> dict[str, int]:
     return inserted
 
 
+def _insert_postgresql(project_id: int, rows: list[list]) -> dict[str, int]:
+    """COPY straight into the table when none of the rows is stored yet (the usual case:
+    Redis's claims turned the repeats away), under a savepoint; a stored one (a retried job,
+    claims lost with Redis) makes the COPY fail on the unique constraint, and the rows go
+    through the staging table's INSERT ... ON CONFLICT instead."""
+    try:
+        with transaction.atomic():
+            return _copy_new(project_id, rows)
+    except (IntegrityError, psycopg.errors.UniqueViolation):
+        return _insert_staged(project_id, rows)
+
+
+def _copy_new(project_id: int, rows: list[list]) -> dict[str, int]:
+    """The rows COPYed with ids taken from the table's sequence, and those ids COPYed into
+    the outbox. ON CONFLICT has no COPY form: this is a third of the database's time less."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT nextval(pg_get_serial_sequence('{TABLE}', 'id')) FROM generate_series(1, %s)", [len(rows)]
+        )
+        ids = [pk for (pk,) in cursor.fetchall()]
+        with cursor.cursor.copy(f'COPY {TABLE} ("id", "project_id", {_COLUMN_LIST}) FROM STDIN') as copy:
+            for pk, row in zip(ids, rows, strict=True):
+                copy.write_row([pk, project_id, *row])
+        with cursor.cursor.copy("COPY warehouse_pending (event_id, project_id) FROM STDIN") as copy:
+            for pk in ids:
+                copy.write_row((pk, project_id))
+    return {row[0]: pk for pk, row in zip(ids, rows, strict=True)}
+
+
 # The new rows enter the outbox in the same statement, straight from the INSERT's RETURNING.
 OUTBOX_FROM_INSERTED = """
 , outbox AS (INSERT INTO warehouse_pending (event_id, project_id) SELECT id, %(project)s FROM ins)"""
 
 
-def _insert_postgresql(project_id: int, rows: list[list]) -> dict[str, int]:
+def _insert_staged(project_id: int, rows: list[list]) -> dict[str, int]:
     with connection.cursor() as cursor:
         cursor.execute(STAGING_DDL)
         with cursor.cursor.copy(f"COPY event_staging ({_COLUMN_LIST}) FROM STDIN") as copy:
