@@ -30,6 +30,10 @@ logger = structlog.get_logger(__name__)
 DRAIN_BATCH = 2000  # items taken at once
 BLOCK_SECONDS = 1.0  # a blocked take returns this often, to notice a stop
 RETRY_SECONDS = 1.0  # after a failure to store (the database away) or to reach Redis
+# When a take finds more behind its first item (events streaming in), it waits this long and
+# takes again: a few large transactions instead of many of a few events each. A lone event
+# is stored at once.
+LINGER_SECONDS = 0.02
 DRAINING_PREFIX = f"{BUFFER_KEY}:draining:"
 DRAINERS_KEY = f"{BUFFER_KEY}:drainers"
 
@@ -105,7 +109,10 @@ class Drainer:
         with self.connection.pipeline(transaction=False) as pipe:
             pipe.sadd(DRAINERS_KEY, self.name)
             self._take(keys=[BUFFER_KEY, self.key], args=[DRAIN_BATCH - 1], client=pipe)
-            pipe.execute()
+            taken = 1 + pipe.execute()[1]
+        if 1 < taken < DRAIN_BATCH:
+            self.stopped.wait(LINGER_SECONDS)
+            self._take(keys=[BUFFER_KEY, self.key], args=[DRAIN_BATCH - taken])
         return True
 
 

@@ -37,9 +37,10 @@ def run_django(code: str, **env: str) -> str:
 
 def run_jobs() -> None:
     """What the worker does, in this process: due-or-not timers are released (as the RQ
-    scheduler would once they are due), then every queued job runs. A no-op in the embedded
-    default, where jobs already ran inline."""
-    import time
+    scheduler would once they are due), then every queued job runs; then the exports those
+    jobs scheduled (a second later, warehouse.jobs.EXPORT_DELAY) are released and run too (a
+    retry's timer set meanwhile waits for the next call). A no-op in the embedded default,
+    where jobs already ran inline."""
 
     from rq import SimpleWorker
     from rq.job import Job
@@ -47,16 +48,23 @@ def run_jobs() -> None:
 
     from analytics_platform.redis import redis_client
     from events.queueing import ingest_queue
+    from warehouse.jobs import EXPORT_JOB
 
     client = redis_client()
     if client is None:
         return
     queue = ingest_queue()
     registry = ScheduledJobRegistry(queue=queue)
-    for job_id in registry.get_jobs_to_schedule(timestamp=int(time.time()) + 10**6):
-        queue.enqueue_job(Job.fetch(job_id, connection=client))
-        registry.remove(job_id)
-    SimpleWorker([queue], connection=client).work(burst=True)
+    for round_ in range(10):
+        timers = [Job.fetch(job_id, connection=client) for job_id in registry.get_jobs_to_schedule(10**12)]
+        if round_:
+            timers = [job for job in timers if job.func_name == EXPORT_JOB]
+        for job in timers:
+            queue.enqueue_job(job)
+            registry.remove(job.id)
+        if round_ and not timers:
+            return
+        SimpleWorker([queue], connection=client).work(burst=True)
 
 
 def stored(project) -> list:

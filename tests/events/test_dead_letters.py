@@ -118,13 +118,16 @@ def test_a_bad_event_in_the_buffer_delays_nobody(redis_cache, project, other_pro
     buffer_push(redis_cache, project.id, [good_row("mine-1"), *bad.values(), good_row("mine-2", 3)])
     buffer_push(redis_cache, other_project.id, [good_row("theirs-1"), good_row("theirs-2", 4)])
     redis_cache.rpush(BUFFER_KEY, b"not json", b'{"a": 1}', b"\xff\xfe", json.dumps(["x", good_row("nobody")]))
+    redis_cache.rpush(BUFFER_KEY, json.dumps([2**63, good_row("past-bigint")]))  # no database can look it up
+    redis_cache.rpush(BUFFER_KEY, json.dumps([other_project.id + 1000, good_row("project-gone")]))  # skipped
     jobs()
     assert_only_good_stored(project, ["mine-1", "mine-2"])
     assert_only_good_stored(other_project, ["theirs-1", "theirs-2"])
     assert DeadLetter.objects.filter(project=project).count() == len(bad)
     assert DeadLetter.objects.filter(project=other_project).count() == 0
     unreadable = sorted(DeadLetter.objects.filter(project=None).values_list("payload", flat=True))
-    assert len(unreadable) == 4 and "not json" in unreadable
+    assert len(unreadable) == 5 and "not json" in unreadable
+    assert Event.objects.count() == 4
     assert redis_cache.llen(BUFFER_KEY) == 0
     queue = ingest_queue()
     assert FailedJobRegistry(queue=queue).count == 0 and ScheduledJobRegistry(queue=queue).count == 0

@@ -3,6 +3,7 @@ after every stored batch (inline in the embedded default, an RQ job with Redis),
 maintenance that catches up with outbox rows whose export was never scheduled; the worker
 runs that maintenance every few seconds and survives its errors."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,7 @@ import redis
 from django.db import OperationalError
 from rq import Queue
 from rq.exceptions import StopRequested
+from rq.registry import ScheduledJobRegistry
 
 from events.worker import RecoveringWorker
 from tests.helpers import run_jobs
@@ -82,18 +84,23 @@ def test_without_a_worker_an_export_runs_the_maintenance_at_most_every_interval(
 
 @pytest.mark.redis
 def test_one_export_is_queued_per_project_until_it_starts(project, redis_cache, no_auto_export):
+    """One export per project is scheduled, EXPORT_DELAY later, until it starts."""
     from events.queueing import ingest_queue
 
     store(project.id, spread(10, 1), tag="a")
+    before = time.time()
     for _ in range(3):
         jobs.export_schedule(project.id)
     queue = ingest_queue()
-    assert queue.count == 1
+    timers = ScheduledJobRegistry(queue=queue)
+    assert (queue.count, timers.count) == (0, 1)
+    due = timers.get_scheduled_time(timers.get_job_ids()[0]).timestamp()
+    assert int(before) + 1 <= due <= time.time() + 1  # RQ keeps whole seconds
     run_jobs()  # the job clears the marker, then exports
     assert Pending.objects.count() == 0
     store(project.id, spread(10, 1, user_prefix="v"), tag="b")
     jobs.export_schedule(project.id)
-    assert queue.count == 1
+    assert timers.count == 1
     run_jobs()
     assert_exact(mirror_state(project.id), stored=20)
 
