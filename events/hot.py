@@ -34,6 +34,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.http.request import split_domain_port, validate_host
 
+from accounts.auth import key_from_headers
 from accounts.keys import hash_key, is_well_formed
 from accounts.ratelimit import BUCKET_TAKE_LUA, BURST_FACTOR, INGEST_BUCKET_PREFIX, bucket_state
 from accounts.selectors import ingest_entry_key
@@ -172,10 +173,17 @@ def _security_headers() -> list[tuple[bytes, bytes]]:
 _STATIC_HEADERS = _security_headers()
 
 
-def _headers(scope) -> dict[str, str]:
+class _Headers(dict):
+    """Header values by lower-case name; `get` takes any case (as Django's request.headers)."""
+
+    def get(self, name: str, default=None):
+        return super().get(name.lower(), default)
+
+
+def _headers(scope) -> _Headers:
     """The request's headers by lower-case name, as WSGI would decode them (Latin-1); a
     repeated header keeps its first value, and makes Django answer if it matters."""
-    headers: dict[str, str] = {}
+    headers = _Headers()
     for name, value in scope["headers"]:
         key = name.decode("latin-1").lower()
         if key in headers:
@@ -204,16 +212,11 @@ def _preconditions(scope, headers: dict[str, str]) -> str:
     return hash_key(plaintext)
 
 
-def _key_of(scope, headers: dict[str, str]) -> str | None:
-    """accounts.auth's rule: X-API-Key, else a Bearer token, else (ingestion only) ?apiKey=."""
-    key = headers.get("x-api-key", "").strip()
-    if key:
+def _key_of(scope, headers: _Headers) -> str | None:
+    """accounts.auth's rule: the headers' key, else (ingestion only) ?apiKey=."""
+    key = key_from_headers(headers)
+    if key is not None:
         return key
-    auth_scheme, _, credentials = headers.get("authorization", "").partition(" ")
-    if auth_scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    if "authorization" in headers or "x-api-key" in headers:
-        return None
     query = scope.get("query_string", b"")
     if b"apiKey=" not in query:
         return None
