@@ -20,7 +20,7 @@ $(VENV)/.installed: requirements.txt
 # Embedded default (SQLite, inline jobs, in-memory layers) unless DATABASE_URL/REDIS_URL are set.
 run: venv
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py setup --demo-key sample-api-key-789
-	@echo "Serving HTTP and WebSocket on http://$(HOST):$(PORT)  (docs: /api-docs, admin: /admin/)"
+	@echo "Serving HTTP and WebSocket on http://$(HOST):$(PORT)  (dashboard: /, docs: /api-docs, admin: /admin/)"
 	DEBUG=$${DEBUG:-1} $(BIN)/uvicorn analytics_platform.asgi:application --host $(HOST) --port $(PORT) $(UVICORN_FLAGS)
 
 # Sample events into the demo project that `make run` set up (`make seed SEED_ARGS="--events 1000000"`).

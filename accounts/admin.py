@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
-from accounts.models import ApiKey, Organization, Project, Scope
+from accounts.models import ApiKey, Membership, Organization, Project, Scope
 from accounts.services import api_key_issue, api_key_set_active, api_keys_forget
 
 admin.site.site_header = "Event Analytics administration"
@@ -37,12 +37,20 @@ class ProjectInline(admin.TabularInline):
     show_change_link = True
 
 
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    fields = ["user", "role", "created_at"]
+    readonly_fields = ["created_at"]
+    autocomplete_fields = ["user"]
+    extra = 0
+
+
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
-    inlines = [ProjectInline]
+    inlines = [ProjectInline, MembershipInline]
 
 
 @admin.register(Project)

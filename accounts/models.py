@@ -1,6 +1,7 @@
 import re
 import zoneinfo
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
@@ -77,6 +78,27 @@ class Project(models.Model):
     def origin_allowed(self, origin: str) -> bool:
         allowed = origins_list(self.allowed_origins)
         return not allowed or origin.strip().lower().rstrip("/") in allowed
+
+
+class Membership(models.Model):
+    """A person's place in an organization: they see its projects' pages (viewer), and
+    manage its projects' settings and keys there (admin). Superusers see every project."""
+
+    class Role(models.TextChoices):
+        VIEWER = "viewer", "viewer"
+        ADMIN = "admin", "admin"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "organization"], name="membership_unique")]
+        ordering = ["organization__name", "user__username"]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role}) in {self.organization}"
 
 
 class ApiKey(models.Model):

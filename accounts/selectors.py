@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from accounts.keys import hash_key, is_well_formed, key_matches, key_prefix
-from accounts.models import ApiKey, Scope, origins_list
+from accounts.models import ApiKey, Project, Scope, origins_list
 from analytics_platform.errors import NotFound
 from analytics_platform.ids import object_id
 from analytics_platform.redis import redis_client
@@ -93,3 +93,12 @@ def api_key_get(*, project, key_id) -> ApiKey:
     if api_key is None:
         raise NotFound("API key not found.", details={"keyId": str(key_id)[:50]})
     return api_key
+
+
+def projects_for_user(user):
+    """The projects a signed-in person may see: their organizations' (every one for a
+    superuser). The dashboard's pages look projects up here and nowhere else."""
+    projects = Project.objects.select_related("organization").order_by("organization__name", "name")
+    if user.is_superuser:
+        return projects
+    return projects.filter(organization__memberships__user=user)

@@ -81,6 +81,10 @@ elif not DEBUG and (problem := secret_key_problem(SECRET_KEY)):
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# The dashboard's pages: Django's own session login (API.md, "Dashboard").
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -123,6 +127,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.humanize",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "accounts",
@@ -130,6 +135,7 @@ INSTALLED_APPS = [
     "funnels",
     "retention",
     "warehouse",
+    "dashboard",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",

@@ -2,7 +2,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.test import override_settings
+from django.test import Client, override_settings
 
 from accounts.models import ApiKey, Organization, Project
 
@@ -46,6 +46,17 @@ def test_demo_key_is_installed_once_and_works(client_for):
     client = client_for("sample-api-key-789")
     assert client.get("/api/v1/project").status_code == 200
     assert client.get("/api/v1/keys").status_code == 200
+
+
+@pytest.mark.django_db
+@override_settings(DEBUG=True)
+def test_the_demo_setup_prints_a_dashboard_login_that_opens_the_demo_project():
+    lines = run("setup", "--no-migrate", "--demo-key", "sample-api-key-789")
+    assert "Demo login for the dashboard at /: demo / demo-password-789" in lines
+    assert run("setup", "--no-migrate", "--demo-key", "sample-api-key-789") == lines  # idempotent
+    browser = Client()
+    assert browser.login(username="demo", password="demo-password-789")
+    assert browser.get("/", follow=True).redirect_chain[-1] == ("/p/demo/", 302)
 
 
 @pytest.mark.django_db

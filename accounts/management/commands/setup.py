@@ -1,12 +1,14 @@
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.keys import hash_key
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Membership
 from accounts.services import api_key_create, organization_get_or_create, project_get_or_create
 
 DEMO_ORG, DEMO_PROJECT, DEMO_KEY_NAME = "Demo", "Demo", "demo"
+DEMO_USER, DEMO_PASSWORD = "demo", "demo-password-789"  # with --demo-key only: DEBUG's well-known login
 
 
 class Command(BaseCommand):
@@ -36,6 +38,7 @@ class Command(BaseCommand):
                 api_key_create(
                     project=project, name=DEMO_KEY_NAME, scopes=["ingest", "read", "admin"], plaintext=demo_key
                 )
+            self._demo_login(org)
             # A key given on the command line is no secret to its caller: repeat it every time.
             self.stdout.write(f"Demo API key (ingest, read, admin): {demo_key}")
             return
@@ -50,3 +53,14 @@ class Command(BaseCommand):
         _, plaintext = api_key_create(project=project, name=DEMO_KEY_NAME, scopes=["ingest", "read", "admin"])
         self.stdout.write("Demo API key (ingest, read, admin) — shown once, copy it now:")
         self.stdout.write(plaintext)
+
+    def _demo_login(self, org) -> None:
+        """The dashboard's demo login, an admin of the demo organization (DEBUG only, as the
+        demo key)."""
+        user, created = get_user_model().objects.get_or_create(username=DEMO_USER)
+        if created:
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+        Membership.objects.get_or_create(user=user, organization=org, defaults={"role": Membership.Role.ADMIN})
+        password = DEMO_PASSWORD if created or user.check_password(DEMO_PASSWORD) else "(changed since)"
+        self.stdout.write(f"Demo login for the dashboard at /: {DEMO_USER} / {password}")
