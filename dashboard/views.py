@@ -11,9 +11,11 @@ from django.views.generic import TemplateView
 from accounts.selectors import projects_for_user
 from analytics_platform.errors import DomainError
 from events.live.stats import live_stats
-from events.queries import MetricsQuery, SummaryQuery
+from events.queries import JourneyQuery, MetricsQuery, SummaryQuery
+from retention.queries import RetentionQuery
 
 RANGE_PARAMS = ("startDate", "endDate")
+INTERVALS = ("hour", "day", "week", "month")
 
 
 class HomePage(LoginRequiredMixin, TemplateView):
@@ -52,9 +54,10 @@ class ProjectPage(LoginRequiredMixin, TemplateView):
             return self.render_to_response(context, status=exc.status_code)
         return self.render_to_response(context)
 
-    def range_query(self) -> dict:
-        """The page's date range as the API takes it (absent: the API's defaults)."""
-        return {name: self.request.GET[name] for name in RANGE_PARAMS if self.request.GET.get(name)}
+    def range_query(self, names=RANGE_PARAMS) -> dict:
+        """The page's query parameters `names` as the API takes them (absent or empty: the
+        API's defaults)."""
+        return {name: self.request.GET[name] for name in names if self.request.GET.get(name)}
 
     def numbers(self) -> dict:
         raise NotImplementedError
@@ -70,13 +73,89 @@ class OverviewPage(ProjectPage):
         today = datetime.now(self.project.tzinfo).date().isoformat()
         today_summary = SummaryQuery(project=self.project, params={"startDate": today, "endDate": today}).run()
         daily = MetricsQuery(project=self.project, params={**query, "interval": "day"}).run()["buckets"]
-        peak = max((bucket["count"] for bucket in daily), default=0)
-        for bucket in daily:
-            bucket["day"] = bucket["start"][:10]
-            bucket["share"] = round(100 * bucket["count"] / peak, 1) if peak else 0
         return {
             "summary": summary,
             "today": today_summary,
-            "daily": daily,
+            "daily": bars(daily),
             "live": live_stats(project_id=self.project.id),
         }
+
+
+def bars(buckets: list[dict]) -> list[dict]:
+    """The buckets for a bar chart: each with its count's share of the largest (the bar's
+    height, in %)."""
+    peak = max((bucket["count"] for bucket in buckets), default=0)
+    return [{**bucket, "share": round(100 * bucket["count"] / peak, 1) if peak else 0} for bucket in buckets]
+
+
+class TrendsPage(ProjectPage):
+    template_name = "dashboard/trends.html"
+    section = "trends"
+    PARAMS = ("event", "interval", *RANGE_PARAMS)
+
+    def numbers(self) -> dict:
+        query = self.range_query(self.PARAMS)
+        trend = MetricsQuery(project=self.project, params=query).run()
+        events = SummaryQuery(project=self.project, params=self.range_query()).run()["topEvents"]
+        return {
+            "trend": trend,
+            "bars": bars(trend["buckets"]),
+            "event_names": [row["eventName"] for row in events],
+            "intervals": INTERVALS,
+        }
+
+
+class RetentionPage(ProjectPage):
+    template_name = "dashboard/retention.html"
+    section = "retention"
+    PARAMS = ("cohort", "returnEvent", "period", "periods", "type", *RANGE_PARAMS)
+
+    def numbers(self) -> dict:
+        retention = RetentionQuery(project=self.project, params=self.range_query(self.PARAMS)).run()
+        for cohort in retention["cohorts"]:
+            cohort["cells"] = list(zip(cohort["retained"], cohort["rates"], strict=True))
+        return {"retention": retention, "periods": ("day", "week", "month")}
+
+
+class UserPage(ProjectPage):
+    """One user's journey, grouped into its sessions, a page of events at a time."""
+
+    template_name = "dashboard/user.html"
+    section = "users"
+
+    def numbers(self) -> dict:
+        params = {**self.range_query(("cursor", *RANGE_PARAMS)), "userId": self.kwargs["user_id"]}
+        journey = JourneyQuery(project=self.project, params=params).run()
+        return {"user_id": self.kwargs["user_id"], "journey": journey, "sessions": sessions_with_events(journey)}
+
+
+class UserSearchPage(ProjectPage):
+    """?userId= opens that user's journey."""
+
+    template_name = "dashboard/users.html"
+    section = "users"
+
+    def get(self, request, *args, **kwargs):
+        user_id = request.GET.get("userId", "").strip()
+        if user_id:
+            return redirect("user", slug=self.project.slug, user_id=user_id)
+        return self.render_to_response({"project": self.project, "section": self.section})
+
+
+def sessions_with_events(journey: dict) -> list[dict]:
+    """The journey's sessions that have events on this page, each with them: by sessionId,
+    and the events without one by the session's time span (the API's 30-minute runs)."""
+    shown = []
+    for session in journey["sessions"]:
+        if session["sessionId"] is not None:
+            events = [e for e in journey["events"] if e["sessionId"] == session["sessionId"]]
+        else:
+            start, end = datetime.fromisoformat(session["start"]), datetime.fromisoformat(session["end"])
+            events = [
+                e
+                for e in journey["events"]
+                if e["sessionId"] is None and start <= datetime.fromisoformat(e["timestamp"]) <= end
+            ]
+        if events:
+            shown.append({**session, "events": events})
+    return shown

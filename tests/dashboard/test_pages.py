@@ -77,7 +77,7 @@ def test_the_overview_shows_the_apis_numbers(tz, project, post_events, client_fo
     assert 'data-metric="totalEvents" data-value="40"' in html
     assert 'data-metric="uniqueUsers" data-value="7"' in html
     daily = client_for(make_key(project, scopes=["read"])).get("/api/v1/metrics?interval=day").json()["buckets"]
-    assert [(b["day"], b["count"]) for b in context["daily"]] == [(b["start"][:10], b["count"]) for b in daily]
+    assert [(b["start"], b["count"]) for b in context["daily"]] == [(b["start"], b["count"]) for b in daily]
     assert sum(b["count"] for b in context["daily"]) == 40
     today = datetime.now(ZoneInfo(tz)).date().isoformat()
     api_today = client_for(make_key(project, scopes=["read"])).get(
@@ -95,3 +95,60 @@ def test_a_bad_date_is_shown_with_the_apis_message_and_status(project):
 
 def _local_day(iso: str, tz: str) -> str:
     return datetime.fromisoformat(iso).astimezone(ZoneInfo(tz)).date().isoformat()
+
+
+@pytest.fixture
+def seeded(project, post_events, jobs):
+    now = datetime.now(UTC)
+    events = [
+        event(f"u{i % 6}", name=("signup", "view", "buy")[i % 3], ts=(now - timedelta(days=i % 9, hours=i)).isoformat())
+        for i in range(60)
+    ]
+    assert post_events(events).json()["accepted"] == 60
+    jobs()
+    return events
+
+
+@pytest.mark.parametrize(
+    ("page", "api", "query"),
+    [
+        ("trends", "/api/v1/metrics", "?event=view&interval=week"),
+        ("trends", "/api/v1/metrics", ""),
+        ("retention", "/api/v1/retention", "?period=day&periods=5&type=recurring"),
+        ("retention", "/api/v1/retention", "?cohort=signup&returnEvent=buy"),
+    ],
+)
+def test_the_trends_and_retention_pages_show_the_apis_answers(page, api, query, project, seeded, client_for, make_key):
+    response = member(project).get(f"/p/{project.slug}/{page}{query}")
+    assert response.status_code == 200
+    answer = client_for(make_key(project, scopes=["read"])).get(api + query).json()
+    shown = response.context["trend" if page == "trends" else "retention"]
+    assert {k: v for k, v in shown.items() if k != "cohorts"} == {k: v for k, v in answer.items() if k != "cohorts"}
+    if page == "trends":
+        assert [(b["start"], b["count"], b["uniqueUsers"]) for b in shown["buckets"]] == [
+            (b["start"], b["count"], b["uniqueUsers"]) for b in answer["buckets"]
+        ]
+    else:
+        assert [(c["cohortStart"], c["size"], c["retained"]) for c in shown["cohorts"]] == [
+            (c["cohortStart"], c["size"], c["retained"]) for c in answer["cohorts"]
+        ]
+        assert answer["cohorts"], "the seeded events make cohorts"
+
+
+def test_the_user_page_shows_the_journey_in_sessions(project, seeded, client_for, make_key):
+    client = member(project)
+    assert client.get(f"/p/{project.slug}/users?userId=u3")["Location"] == f"/p/{project.slug}/users/u3"
+    response = client.get(f"/p/{project.slug}/users/u3")
+    assert response.status_code == 200
+    answer = client_for(make_key(project, scopes=["read"])).get("/api/v1/users/u3/journey").json()
+    assert response.context["journey"] == answer and answer["totalEvents"] == 10
+    shown = [item["eventId"] for session in response.context["sessions"] for item in session["events"]]
+    assert sorted(shown) == sorted(item["eventId"] for item in answer["events"])
+    missing = client.get(f"/p/{project.slug}/users/nobody")
+    assert missing.status_code == 404 and b'role="alert"' in missing.content
+
+
+@pytest.mark.parametrize("path", ["trends", "retention", "users", "users/u3"])
+def test_another_projects_pages_are_404(path, project, other_project):
+    assert member(project).get(f"/p/{other_project.slug}/{path}").status_code == 404
+    assert Client().get(f"/p/{project.slug}/{path}").status_code == 302  # anonymous: to the login page
