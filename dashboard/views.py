@@ -6,10 +6,11 @@ from datetime import datetime
 
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.shortcuts import redirect, render
+from django.urls import NoReverseMatch
 from django.views.generic import TemplateView
 
 from accounts.selectors import projects_for_user
-from analytics_platform.errors import DomainError
+from analytics_platform.errors import DomainError, InvalidInput
 from events.live.stats import live_stats
 from events.queries import JourneyQuery, MetricsQuery, SummaryQuery
 from retention.queries import RetentionQuery
@@ -48,6 +49,7 @@ class ProjectPage(LoginRequiredMixin, TemplateView):
     def get(self, request, *args, **kwargs):
         context = {"project": self.project, "section": self.section, "query": self.range_query()}
         try:
+            refuse_nul({**request.GET.dict(), **kwargs})
             context.update(self.numbers())
         except DomainError as exc:
             context["error"] = exc.message
@@ -136,10 +138,15 @@ class UserSearchPage(ProjectPage):
     section = "users"
 
     def get(self, request, *args, **kwargs):
+        context = {"project": self.project, "section": self.section}
         user_id = request.GET.get("userId", "").strip()
         if user_id:
-            return redirect("user", slug=self.project.slug, user_id=user_id)
-        return self.render_to_response({"project": self.project, "section": self.section})
+            try:
+                return redirect("user", slug=self.project.slug, user_id=user_id)
+            except NoReverseMatch:  # a line break: no URL holds it, and no journey has it
+                context["error"] = "userId must not contain line breaks."
+                return self.render_to_response(context, status=400)
+        return self.render_to_response(context)
 
 
 def sessions_with_events(journey: dict) -> list[dict]:
@@ -159,3 +166,10 @@ def sessions_with_events(journey: dict) -> list[dict]:
         if events:
             shown.append({**session, "events": events})
     return shown
+
+
+def refuse_nul(params: dict) -> None:
+    """The API's rule (analytics_platform.api.QueryAPIView): no PostgreSQL text holds a NUL."""
+    for name, value in params.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidInput(f"{name} must not contain NUL characters.", details={name: value[:100]})

@@ -80,7 +80,6 @@ class Drainer:
         while not self.stopped.is_set():
             try:
                 lists_adopt(self.connection)
-                self.connection.sadd(DRAINERS_KEY, self.name)  # before any take
                 break
             except REDIS_DOWN:
                 self.stopped.wait(RETRY_SECONDS)
@@ -100,16 +99,14 @@ class Drainer:
 
     def _take_batch(self) -> bool:
         try:
+            self.connection.sadd(DRAINERS_KEY, self.name)  # before the take, always
             first = self.connection.blmove(BUFFER_KEY, self.key, BLOCK_SECONDS, "LEFT", "RIGHT")
         except REDIS_DOWN:
             self.stopped.wait(RETRY_SECONDS)
             return False
         if first is None:
             return False
-        with self.connection.pipeline(transaction=False) as pipe:
-            pipe.sadd(DRAINERS_KEY, self.name)
-            self._take(keys=[BUFFER_KEY, self.key], args=[DRAIN_BATCH - 1], client=pipe)
-            taken = 1 + pipe.execute()[1]
+        taken = 1 + self._take(keys=[BUFFER_KEY, self.key], args=[DRAIN_BATCH - 1])
         if 1 < taken < DRAIN_BATCH:
             self.stopped.wait(LINGER_SECONDS)
             self._take(keys=[BUFFER_KEY, self.key], args=[DRAIN_BATCH - taken])
@@ -134,8 +131,10 @@ def abandoned_return(connection, is_gone) -> int:
         if is_gone(name):
             try:
                 returned += back(keys=[BUFFER_KEY, draining_key(name), DRAINERS_KEY], args=[name])
-            except ResponseError:  # not a list: nobody's
-                connection.delete(draining_key(name))
+            except ResponseError as exc:
+                if not str(exc).startswith("WRONGTYPE"):
+                    raise  # e.g. Redis out of memory: the list stays, for the next round
+                connection.delete(draining_key(name))  # not a list: nobody's
                 connection.srem(DRAINERS_KEY, name)
     if returned:
         logger.warning("buffer_abandoned_returned", items=returned)

@@ -287,8 +287,8 @@ class RecoveringWorker(SimpleWorker):
                 clean_registries(queue, self._exc_handlers)
                 worker_registration.clean_worker_registry(queue)
                 _FastIntermediateQueue(queue.key, connection=self.connection).cleanup(self, queue)
-            finally:
-                queue.release_maintenance_lock()
+            finally:  # compare-and-delete: a lock taken over meanwhile is its new holder's
+                release_lock(self.connection, queue.registry_cleaning_key, self.name)
         self.last_cleaned_at = now()
 
     def _take_maintenance_lock(self, queue, liveness_known: bool) -> bool:

@@ -15,6 +15,8 @@ from dashboard.templatetags.dashboard import local_time
         ("2026-06-30T18:30:00Z", "Asia/Kolkata", "2026-07-01"),  # local midnight: a bucket's date
         ("2026-06-30T18:30:01.5Z", "Asia/Kolkata", "2026-07-01 00:00:01"),
         ("2026-01-01T00:00:00Z", "UTC", "2026-01-01"),
+        ("2026-07-01", "America/Los_Angeles", "2026-07-01"),  # a cohort's date: already local
+        ("2026-07-01", "Asia/Kolkata", "2026-07-01"),
         (None, "UTC", ""),
     ],
 )

@@ -152,3 +152,28 @@ def test_the_user_page_shows_the_journey_in_sessions(project, seeded, client_for
 def test_another_projects_pages_are_404(path, project, other_project):
     assert member(project).get(f"/p/{other_project.slug}/{path}").status_code == 404
     assert Client().get(f"/p/{project.slug}/{path}").status_code == 302  # anonymous: to the login page
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "users/a%00b",
+        "users?userId=a%0Ab",
+        "trends?event=a%00b",
+        "retention?cohort=x%00",
+        "?startDate=2024-01-01%00",
+    ],
+)
+def test_a_nul_or_a_line_break_is_a_400_with_a_message(path, project):
+    response = member(project).get(f"/p/{project.slug}/{path}", follow=True)
+    assert response.status_code == 400
+    assert b'role="alert"' in response.content
+
+
+def test_the_retention_grid_labels_cohorts_by_their_local_dates(project, seeded):
+    project.timezone = "America/Los_Angeles"
+    project.save()
+    response = member(project).get(f"/p/{project.slug}/retention")
+    html = response.content.decode()
+    starts = [cohort["cohortStart"] for cohort in response.context["retention"]["cohorts"]]
+    assert starts and all(f"<td>{start}</td>" in html for start in starts)

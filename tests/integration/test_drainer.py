@@ -72,3 +72,29 @@ def test_a_worker_killed_while_draining_loses_and_doubles_nothing(
         assert redis_cache.llen(BUFFER_KEY) == 0
     finally:
         stop(second)
+
+
+@pytest.mark.redis
+def test_a_gone_workers_list_stays_while_redis_refuses_writes(redis_cache):
+    """At maxmemory Redis refuses the list's move back to the buffer but not a DEL: the list
+    of accepted events must stay, for the maintenance's next round, not be dropped."""
+    from redis.exceptions import ResponseError
+
+    from events.drainer import DRAINERS_KEY, abandoned_return, draining_key
+
+    client = redis_cache
+    client.rpush(draining_key("gone"), b"[1, []]", b"[1, []]")
+    client.sadd(DRAINERS_KEY, "gone")
+    policy = client.config_get("maxmemory-policy")["maxmemory-policy"]
+    limit = client.config_get("maxmemory")["maxmemory"]
+    client.config_set("maxmemory-policy", "noeviction")  # refuse writes, never evict
+    client.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(ResponseError, match="maxmemory"):
+            abandoned_return(client, lambda name: True)
+    finally:
+        client.config_set("maxmemory", limit)
+        client.config_set("maxmemory-policy", policy)
+    assert client.llen(draining_key("gone")) == 2 and client.sismember(DRAINERS_KEY, "gone")
+    assert abandoned_return(client, lambda name: True) == 2 and client.llen(BUFFER_KEY) == 2
+    assert not client.sismember(DRAINERS_KEY, "gone")
