@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from accounts.keys import hash_key, is_well_formed, key_matches, key_prefix
-from accounts.models import ApiKey, Project, Scope, origins_list
+from accounts.models import ApiKey, Membership, Project, Scope, origins_list
 from analytics_platform.errors import NotFound
 from analytics_platform.ids import object_id
 from analytics_platform.redis import redis_client
@@ -102,3 +102,10 @@ def projects_for_user(user):
     if user.is_superuser:
         return projects
     return projects.filter(organization__memberships__user=user)
+
+
+def membership_role(*, user, organization) -> str | None:
+    """The person's role in the organization ("admin" for a superuser), or None."""
+    if user.is_superuser:
+        return Membership.Role.ADMIN
+    return Membership.objects.filter(user=user, organization=organization).values_list("role", flat=True).first()

@@ -2,6 +2,7 @@ from datetime import datetime, timedelta
 
 import structlog
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -141,3 +142,16 @@ def api_key_touch(*, api_key: ApiKey, now: datetime | None = None) -> None:
             logger.warning("api_key_touch_failed", api_key_id=api_key.pk, error=type(exc).__name__)
         api_key.last_used_at = now
         api_key_cache_put(api_key)  # the cached copy carries the new time
+
+
+def project_timezone_set(*, project: Project, timezone_name: str) -> Project:
+    """Sets the project's timezone (an IANA name, else InvalidInput); cached keys carry
+    their project, so they are forgotten."""
+    try:
+        validate_timezone(timezone_name)
+    except ValidationError as exc:
+        raise InvalidInput(exc.messages[0], details={"timezone": timezone_name[:100]}) from None
+    project.timezone = timezone_name
+    project.save(update_fields=["timezone"])
+    api_keys_forget(keys=project.api_keys.all())
+    return project

@@ -8,5 +8,6 @@ urlpatterns = [
     path("p/<slug:slug>/trends", views.TrendsPage.as_view(), name="trends"),
     path("p/<slug:slug>/retention", views.RetentionPage.as_view(), name="retention"),
     path("p/<slug:slug>/users", views.UserSearchPage.as_view(), name="users"),
+    path("p/<slug:slug>/settings", views.SettingsPage.as_view(), name="settings"),
     path("p/<slug:slug>/users/<path:user_id>", views.UserPage.as_view(), name="user"),
 ]

@@ -2,6 +2,7 @@
 from ProjectPage (the signed-in person's projects only: any other is a 404, as in the API),
 every number from the API's own query runners."""
 
+import zoneinfo
 from datetime import datetime
 
 from django.contrib.auth.mixins import LoginRequiredMixin
@@ -9,7 +10,9 @@ from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch
 from django.views.generic import TemplateView
 
-from accounts.selectors import projects_for_user
+from accounts.models import Scope
+from accounts.selectors import api_key_get, membership_role, projects_for_user
+from accounts.services import api_key_create, api_key_set_active, project_timezone_set
 from analytics_platform.errors import DomainError, InvalidInput
 from events.live.stats import live_stats
 from events.queries import JourneyQuery, MetricsQuery, SummaryQuery
@@ -173,3 +176,54 @@ def refuse_nul(params: dict) -> None:
     for name, value in params.items():
         if isinstance(value, str) and "\x00" in value:
             raise InvalidInput(f"{name} must not contain NUL characters.", details={name: value[:100]})
+
+
+class SettingsPage(ProjectPage):
+    """The project's timezone and API keys. Everyone who sees the project sees them; an
+    organization's admins (and superusers) change them. A new key is shown once, in the
+    answer to the POST that made it."""
+
+    template_name = "dashboard/settings.html"
+    section = "settings"
+
+    def numbers(self) -> dict:
+        return {
+            "keys": list(self.project.api_keys.order_by("-is_active", "-created_at")),
+            "scopes": Scope.choices,
+            "can_manage": membership_role(user=self.request.user, organization=self.project.organization) == "admin",
+            "timezones": sorted(zoneinfo.available_timezones()),
+        }
+
+    def post(self, request, *args, **kwargs):
+        if membership_role(user=request.user, organization=self.project.organization) != "admin":
+            return render(request, "dashboard/403.html", {"project": self.project}, status=403)
+        context = {"project": self.project, "section": self.section, "query": {}}
+        try:
+            refuse_nul(request.POST.dict())
+            context.update(self.change(request.POST))
+        except DomainError as exc:
+            context["error"] = exc.message
+            context.update(self.numbers())
+            return self.render_to_response(context, status=exc.status_code)
+        context.update(self.numbers())
+        return self.render_to_response(context)
+
+    def change(self, form) -> dict:
+        action = form.get("action")
+        if action == "timezone":
+            project_timezone_set(project=self.project, timezone_name=form.get("timezone", "").strip())
+            return {"notice": f"Timezone set to {self.project.timezone}."}
+        if action == "create_key":
+            name = form.get("name", "").strip()
+            if not name or len(name) > 200:
+                raise InvalidInput("A key needs a name of 1 to 200 characters.")
+            api_key, plaintext = api_key_create(project=self.project, name=name, scopes=form.getlist("scopes"))
+            return {
+                "new_key": plaintext,
+                "notice": f"Key “{api_key.name}” created. Copy it now: it is not shown again.",
+            }
+        if action == "revoke":
+            api_key = api_key_get(project=self.project, key_id=form.get("key", ""))
+            api_key_set_active(api_key=api_key, is_active=False)
+            return {"notice": f"Key “{api_key.name}” ({api_key.prefix}…) revoked."}
+        raise InvalidInput("Unknown action.")
