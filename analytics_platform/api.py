@@ -12,7 +12,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
 from accounts.auth import supported_methods
-from analytics_platform.errors import InvalidInput
+from analytics_platform.queries import refuse_nul
 
 
 class ListPagination(LimitOffsetPagination):
@@ -60,7 +60,5 @@ class QueryAPIView(ProjectAPIView):
     def get(self, request, **kwargs):
         params = request.query_params.dict()
         params.update({self.path_params[name]: value for name, value in kwargs.items()})
-        for name, value in params.items():
-            if isinstance(value, str) and "\x00" in value:  # no PostgreSQL text can hold it
-                raise InvalidInput(f"{name} must not contain NUL characters.", details={name: value[:100]})
+        refuse_nul(params)
         return Response(self.runner(project=self.project, params=params).run())

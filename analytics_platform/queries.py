@@ -103,6 +103,14 @@ def _cache_set(key, value) -> None:
         logger.warning("query_cache_unavailable", error=type(exc).__name__)
 
 
+def refuse_nul(params: dict) -> None:
+    """InvalidInput if a parameter's text holds a NUL: no PostgreSQL text can hold it (the
+    API's query views and the dashboard's pages both check before any runner reads them)."""
+    for name, value in params.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidInput(f"{name} must not contain NUL characters.", details={name: value[:100]})
+
+
 def event_name_param(raw: str | None, field: str) -> str | None:
     """An optional event-name parameter: empty means "any event"."""
     if not raw:

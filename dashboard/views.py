@@ -14,6 +14,7 @@ from accounts.models import Scope
 from accounts.selectors import api_key_get, membership_role, projects_for_user
 from accounts.services import api_key_create, api_key_set_active, project_timezone_set
 from analytics_platform.errors import DomainError, InvalidInput
+from analytics_platform.queries import refuse_nul
 from events.live.stats import live_stats
 from events.queries import JourneyQuery, MetricsQuery, SummaryQuery
 from retention.queries import RetentionQuery
@@ -169,13 +170,6 @@ def sessions_with_events(journey: dict) -> list[dict]:
         if events:
             shown.append({**session, "events": events})
     return shown
-
-
-def refuse_nul(params: dict) -> None:
-    """The API's rule (analytics_platform.api.QueryAPIView): no PostgreSQL text holds a NUL."""
-    for name, value in params.items():
-        if isinstance(value, str) and "\x00" in value:
-            raise InvalidInput(f"{name} must not contain NUL characters.", details={name: value[:100]})
 
 
 class SettingsPage(ProjectPage):
