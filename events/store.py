@@ -7,8 +7,8 @@ first COPYs the batch straight into the table, which the unique constraint refus
 any row is stored already; then it COPYs the batch into a session-local staging table and
 runs `INSERT ... ON CONFLICT (project_id, event_id) DO NOTHING RETURNING` from it. SQLite
 takes that INSERT with many rows per statement. That choice is the one dialect difference
-here; with it goes how the inserted rows enter the column store's outbox
-(warehouse.models.Pending).
+here. The inserted rows' ids enter the column store's outbox (warehouse.models.Outbox) as
+one row for the write.
 
 `insert_rows_isolating` is what the worker calls: a batch the database refuses for its
 content (text PostgreSQL cannot store, a malformed row that bypassed validation) is split in
@@ -25,7 +25,7 @@ from django.db import IntegrityError, connection, transaction
 from rq.timeouts import JobTimeoutException
 
 from events.validation import COLUMNS
-from warehouse.export import pending_add
+from warehouse.export import outbox_add
 
 TIMESTAMP_POSITIONS = (3, 9)  # ISO strings in job rows; SQLite wants Django's own format
 TABLE = "events_event"
@@ -89,9 +89,10 @@ def insert_rows(project_id: int, rows: list[list]) -> dict[str, int]:
     if not rows:
         return {}
     if connection.vendor == "postgresql":
-        return _insert_postgresql(project_id, rows)
-    inserted = _insert_generic(project_id, rows)
-    pending_add(project_id=project_id, ids=inserted.values())
+        inserted = _insert_postgresql(project_id, rows)
+    else:
+        inserted = _insert_generic(project_id, rows)
+    outbox_add(project_id=project_id, ids=inserted.values())
     return inserted
 
 
@@ -108,8 +109,8 @@ def _insert_postgresql(project_id: int, rows: list[list]) -> dict[str, int]:
 
 
 def _copy_new(project_id: int, rows: list[list]) -> dict[str, int]:
-    """The rows COPYed with ids taken from the table's sequence, and those ids COPYed into
-    the outbox. ON CONFLICT has no COPY form: this is a third of the database's time less."""
+    """The rows COPYed with ids taken from the table's sequence. ON CONFLICT has no COPY
+    form: this is a third of the database's time less."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT nextval(pg_get_serial_sequence('{TABLE}', 'id')) FROM generate_series(1, %s)", [len(rows)]
@@ -118,15 +119,7 @@ def _copy_new(project_id: int, rows: list[list]) -> dict[str, int]:
         with cursor.cursor.copy(f'COPY {TABLE} ("id", "project_id", {_COLUMN_LIST}) FROM STDIN') as copy:
             for pk, row in zip(ids, rows, strict=True):
                 copy.write_row([pk, project_id, *row])
-        with cursor.cursor.copy("COPY warehouse_pending (event_id, project_id) FROM STDIN") as copy:
-            for pk in ids:
-                copy.write_row((pk, project_id))
     return {row[0]: pk for pk, row in zip(ids, rows, strict=True)}
-
-
-# The new rows enter the outbox in the same statement, straight from the INSERT's RETURNING.
-OUTBOX_FROM_INSERTED = """
-, outbox AS (INSERT INTO warehouse_pending (event_id, project_id) SELECT id, %(project)s FROM ins)"""
 
 
 def _insert_staged(project_id: int, rows: list[list]) -> dict[str, int]:
@@ -140,9 +133,7 @@ def _insert_staged(project_id: int, rows: list[list]) -> dict[str, int]:
             f"SELECT %(project)s, {_COLUMN_LIST} FROM event_staging {_ON_CONFLICT} "
             'RETURNING "id", "event_id"'
         )
-        cursor.execute(
-            f"WITH ins AS ({insert}){OUTBOX_FROM_INSERTED} SELECT id, event_id FROM ins", {"project": project_id}
-        )
+        cursor.execute(insert, {"project": project_id})
         inserted = dict((event_id, pk) for pk, event_id in cursor.fetchall())
         cursor.execute("TRUNCATE event_staging")  # ON COMMIT alone misses a second call in one transaction
     return inserted

@@ -1,9 +1,10 @@
-"""Export: events stored in the database (listed in the outbox, `Pending`) become Parquet
+"""Export: events stored in the database (listed in the outbox, `Outbox`) become Parquet
 files of the mirror, one per UTC day they fall on.
 
-In one transaction: take the project's mirror lock, read a batch of its outbox rows and
-their events, write the files (warehouse.files), add them to the catalog and delete the
-outbox rows. Killed before the commit, nothing changed but files no catalog row names
+In one transaction: take the project's mirror lock, take up to a batch of event ids from
+its oldest outbox rows and read their events, write the files (warehouse.files), add them
+to the catalog and take the ids out of the outbox (the rows wholly taken are deleted, a row
+taken in part keeps the rest). Killed before the commit, nothing changed but files no catalog row names
 (swept later); after, the events are in exactly one live file. Readers see either state
 whole (warehouse.snapshot).
 
@@ -19,10 +20,11 @@ from datetime import UTC, datetime, time, timedelta
 
 import structlog
 from django.db import connection, transaction
+from django.db.models import F, Sum, Window
 
 from warehouse.engine import engine_cursor
 from warehouse.files import COLUMNS_SQL, new_path, step, write_parquet
-from warehouse.models import MirrorFile
+from warehouse.models import MirrorFile, Outbox
 from warehouse.snapshot import event_rows_sql, rows_table
 
 logger = structlog.get_logger(__name__)
@@ -51,23 +53,60 @@ def mirror_export(*, project_id: int, limit: int = EXPORT_BATCH) -> tuple[int, s
     exported, UTC days written)."""
     with transaction.atomic():
         mirror_lock(project_id)
-        with connection.cursor() as cursor:
-            # The batch's ids first, from the outbox's (project, event) index: a join ordered and
-            # limited as a whole was planned as a sort of the entire outbox whenever its
-            # statistics were stale (11 s per batch on a 3M outbox, bench/README).
-            batch = "SELECT event_id FROM warehouse_pending WHERE project_id = %s ORDER BY event_id LIMIT %s"
-            cursor.execute(event_rows_sql(f"p.event_id IN ({batch})"), [project_id, limit])
-            rows = cursor.fetchall()
-        step("export:read")
-        if not rows:
+        taken, rest = _outbox_take(project_id, limit)
+        if not taken:
             return 0, set()
+        ids = {pk for _, event_ids in taken for pk in event_ids}
+        with connection.cursor() as cursor:
+            # By the taken rows' id range: a row in it committed since they were read is read
+            # too, and left out by its ids (its own export takes it).
+            cursor.execute(
+                event_rows_sql("p.project_id = %s AND p.id >= %s AND p.id <= %s"),
+                [project_id, taken[0][0], taken[-1][0]],
+            )
+            rows = [row for row in cursor.fetchall() if row[0] in ids]
+        step("export:read")
         files = day_files_write(project_id, rows_table(rows), "export")
         MirrorFile.objects.bulk_create(files)
-        pending_delete(ids=[row[0] for row in rows])
+        outbox_done(taken, rest)
         step("export:before_commit")
     step("export:committed")
     logger.info("mirror_exported", project_id=project_id, events=len(rows), files=len(files))
     return len(rows), {f.day for f in files}
+
+
+def _outbox_take(project_id: int, limit: int) -> tuple[list[tuple[int, list[int]]], list[int]]:
+    """The project's oldest outbox rows holding up to `limit` events, as [(row id, event ids
+    to export)] in row order, and the ids the last row keeps (when only part of it fits)."""
+    before = Window(Sum("events"), order_by="id") - F("events")  # the events of the rows before
+    rows = (
+        Outbox.objects.filter(project_id=project_id)
+        .annotate(before=before)
+        .filter(before__lt=limit)
+        .order_by("id")
+        .values_list("id", "event_ids", "before")
+    )
+    taken, rest = [], []
+    for pk, event_ids, preceding in rows:
+        room = limit - preceding
+        taken.append((pk, event_ids[:room]))
+        rest = event_ids[room:]
+    return taken, rest
+
+
+def outbox_done(taken: list[tuple[int, list[int]]], rest: list[int]) -> None:
+    """Takes exported ids out of the outbox (in the transaction that adds their files): the
+    rows wholly taken are deleted, the last keeps `rest`."""
+    whole = [pk for pk, _ in taken]
+    if rest:
+        Outbox.objects.filter(id=whole.pop()).update(event_ids=rest, events=len(rest))
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":  # one statement, an array parameter
+            cursor.execute("DELETE FROM warehouse_outbox WHERE id = ANY(%s)", [whole])
+            return
+        for start in range(0, len(whole), DELETE_CHUNK):
+            chunk = whole[start : start + DELETE_CHUNK]
+            cursor.execute(f"DELETE FROM warehouse_outbox WHERE id IN ({', '.join(['%s'] * len(chunk))})", chunk)
 
 
 def day_files_write(project_id: int, batch, stage: str) -> list[MirrorFile]:
@@ -108,24 +147,14 @@ def mirror_export_all(*, project_id: int) -> tuple[int, set]:
             return total, days
 
 
-def pending_add(*, project_id: int, ids) -> None:
-    """Lists newly stored events in the outbox (inside the transaction that stored them)."""
+def outbox_add(*, project_id: int, ids) -> None:
+    """Lists newly stored events in the outbox, one row for the write (inside the transaction
+    that stored them)."""
     ids = list(ids)
-    with connection.cursor() as cursor:
-        for start in range(0, len(ids), DELETE_CHUNK):
-            chunk = ids[start : start + DELETE_CHUNK]
-            cursor.execute(
-                "INSERT INTO warehouse_pending (event_id, project_id) VALUES " + ", ".join(["(%s, %s)"] * len(chunk)),
-                [value for pk in chunk for value in (pk, project_id)],
-            )
+    if ids:
+        Outbox.objects.create(project_id=project_id, event_ids=ids, events=len(ids))
 
 
-def pending_delete(*, ids: list[int]) -> None:
-    """Deletes these events' outbox rows (in the transaction that adds their files)."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":  # one statement, an array parameter
-            cursor.execute("DELETE FROM warehouse_pending WHERE event_id = ANY(%s)", [ids])
-            return
-        for start in range(0, len(ids), DELETE_CHUNK):
-            chunk = ids[start : start + DELETE_CHUNK]
-            cursor.execute(f"DELETE FROM warehouse_pending WHERE event_id IN ({', '.join(['%s'] * len(chunk))})", chunk)
+def outbox_events(project_id: int) -> int:
+    """How many of the project's events the outbox lists."""
+    return Outbox.objects.filter(project_id=project_id).aggregate(n=Sum("events"))["n"] or 0

@@ -88,7 +88,7 @@ def mirror_maintain() -> None:
     if not connection.in_atomic_block:
         close_old_connections()  # a worker's connection may have died since its last job
     with connection.cursor() as cursor:
-        cursor.execute("SELECT DISTINCT project_id FROM warehouse_pending")
+        cursor.execute("SELECT DISTINCT project_id FROM warehouse_outbox")
         projects = [row[0] for row in cursor.fetchall()]
     for project_id in projects:
         export_schedule(project_id)

@@ -2,11 +2,14 @@
 
 `MirrorFile` lists the Parquet files of the mirror; a file is live until compaction retires
 it (a retired file stays on disk for a grace period, for readers that listed it before).
-`Pending` is the transactional outbox: a row per stored event not yet in a live file,
-written in the transaction that stores the event. An export writes the events' file and, in
-one transaction, adds it to the catalog and deletes their outbox rows, so every stored event
-is in exactly one of the two at any snapshot.
+`Outbox` is the transactional outbox: a row per write of events (the ids of the events it
+stored that are not yet in a live file), added in the transaction that stores them. An
+export writes the events' files and, in one transaction, adds them to the catalog and takes
+their ids out of the outbox, so every stored event is in exactly one of the two at any
+snapshot.
 """
+
+import json
 
 from django.db import models
 
@@ -54,14 +57,34 @@ class MirrorSpan(models.Model):
         return self.path
 
 
-class Pending(models.Model):
-    """An event (events_event.id) stored but not yet in the mirror."""
+class IdsField(models.Field):
+    """A list of ids: bigint[] on PostgreSQL, a JSON array in text elsewhere (SQLite reads it
+    with json_each; warehouse.snapshot.outbox_events_sql)."""
 
-    event_id = models.BigIntegerField(primary_key=True)
+    def db_type(self, connection):
+        return "bigint[]" if connection.vendor == "postgresql" else "text"
+
+    def get_db_prep_value(self, value, connection, prepared=False):
+        if value is None:
+            return None
+        return list(value) if connection.vendor == "postgresql" else json.dumps(list(value))
+
+    def from_db_value(self, value, expression, connection):
+        return json.loads(value) if isinstance(value, str) else value
+
+
+class Outbox(models.Model):
+    """Events (events_event ids) stored by one write and not yet in the mirror. A row per
+    write, not per event: the outbox costs the database a row, its index entries and its
+    deletion per batch of events (bench/README.md, "An outbox row per write")."""
+
     project_id = models.BigIntegerField()
+    event_ids = IdsField()
+    events = models.PositiveIntegerField()  # len(event_ids)
 
     class Meta:
-        indexes = [models.Index(fields=["project_id", "event_id"], name="pending_project")]
+        indexes = [models.Index(fields=["project_id", "id"], name="outbox_project")]
+        verbose_name_plural = "outbox"
 
     def __str__(self) -> str:
-        return f"event {self.event_id} of project {self.project_id}"
+        return f"{self.events} events of project {self.project_id}"

@@ -22,16 +22,14 @@ from warehouse.compact import partition_compact
 from warehouse.export import EXPORT_BATCH, day_files_write, mirror_export_all, mirror_lock
 from warehouse.files import step
 from warehouse.models import MirrorFile
-from warehouse.snapshot import event_columns_sql, rows_table
+from warehouse.snapshot import event_columns_sql, outbox_events_sql, rows_table
 from warehouse.spans import spans_merge
 
 
 def _mirrored_events_sql() -> str:
     """The project's stored events that are not in the outbox, in the snapshot's COLUMNS order."""
-    return (
-        f"SELECT {event_columns_sql()} FROM events_event e WHERE e.project_id = %s "
-        "AND NOT EXISTS (SELECT 1 FROM warehouse_pending p WHERE p.event_id = e.id)"
-    )
+    outboxed = f"SELECT e.id FROM {outbox_events_sql()} WHERE p.project_id = %s"
+    return f"SELECT {event_columns_sql()} FROM events_event e WHERE e.project_id = %s AND e.id NOT IN ({outboxed})"
 
 
 def mirror_rebuild(*, project_id: int, batch: int = EXPORT_BATCH) -> int:
@@ -43,7 +41,7 @@ def mirror_rebuild(*, project_id: int, batch: int = EXPORT_BATCH) -> int:
         mirror_lock(project_id)
         files: list[MirrorFile] = []
         with connection.chunked_cursor() as cursor:  # server-side on PostgreSQL: streamed
-            cursor.execute(_mirrored_events_sql(), [project_id])
+            cursor.execute(_mirrored_events_sql(), [project_id, project_id])
             while rows := cursor.fetchmany(batch):
                 step("rebuild:read")
                 files += day_files_write(project_id, rows_table(rows), "rebuild")

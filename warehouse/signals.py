@@ -17,7 +17,7 @@ from django.dispatch import receiver
 
 from accounts.models import Project
 from warehouse.export import mirror_lock
-from warehouse.models import Pending
+from warehouse.models import Outbox
 
 
 @receiver(pre_delete, sender=Project)
@@ -27,6 +27,6 @@ def project_mirror_lock(sender, instance, **kwargs) -> None:
 
 @receiver(post_delete, sender=Project)
 def project_mirror_delete(sender, instance, **kwargs) -> None:
-    Pending.objects.filter(project_id=instance.pk).delete()
+    Outbox.objects.filter(project_id=instance.pk).delete()
     directory = settings.ANALYTICS_DIR / str(instance.pk)
     transaction.on_commit(lambda: shutil.rmtree(directory, ignore_errors=True))

@@ -39,12 +39,19 @@ def event_columns_sql() -> str:
     return f"e.id, e.event_id, e.user_id, e.event_name, e.timestamp, {properties}, e.session_id, e.page_url"
 
 
+def outbox_events_sql() -> str:
+    """FROM the outbox's rows `p`, each joined with its events `e` (a row's ids unnested)."""
+    if connection.vendor == "postgresql":
+        ids = "CROSS JOIN LATERAL unnest(p.event_ids) AS u(id) JOIN events_event e ON e.id = u.id"
+    else:
+        ids = "JOIN json_each(p.event_ids) AS u JOIN events_event e ON e.id = u.value"
+    return f"warehouse_outbox p {ids}"
+
+
 def event_rows_sql(where: str) -> str:
     """Selects the outboxed events' rows in COLUMNS order for `where` over events `e` and
     outbox rows `p`."""
-    return (
-        f"SELECT {event_columns_sql()} FROM warehouse_pending p JOIN events_event e ON e.id = p.event_id WHERE {where}"
-    )
+    return f"SELECT {event_columns_sql()} FROM {outbox_events_sql()} WHERE {where}"
 
 
 def rows_table(rows: list[tuple]) -> pa.Table:
@@ -286,10 +293,7 @@ def _read_catalog_and_tail(project_id: int, start, end) -> tuple[list[LiveFile],
         f"UNION ALL SELECT 2, s.id, NULL, NULL, NULL, NULL, s.path, CAST(s.month AS text), {span_files} "
         "FROM warehouse_mirrorspan s WHERE s.project_id = %s AND s.retired_at IS NULL"
     )
-    sql = (
-        f"SELECT 0, {event_columns_sql()} FROM warehouse_pending p JOIN events_event e ON e.id = p.event_id "
-        f"WHERE {where} UNION ALL {catalog}"
-    )
+    sql = f"SELECT 0, {event_columns_sql()} FROM {outbox_events_sql()} WHERE {where} UNION ALL {catalog}"
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, project_id, project_id])
         rows = cursor.fetchall()

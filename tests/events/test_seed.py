@@ -83,13 +83,13 @@ def test_seed_leaves_every_event_in_the_mirrors_files(project):
     from django.db.models import Sum
 
     from events.models import Event
-    from warehouse.models import MirrorFile, Pending
+    from warehouse.models import MirrorFile, Outbox
 
     seed("--events", "2000", "--users", "100", "--days", "7", "--seed", "5")
     stored = Event.objects.filter(project=project).count()
     mirrored = MirrorFile.objects.filter(project=project, retired_at__isnull=True).aggregate(n=Sum("rows"))["n"]
     assert stored == 2000 and mirrored == stored
-    assert not Pending.objects.filter(project_id=project.id).exists()
+    assert not Outbox.objects.filter(project_id=project.id).exists()
 
 
 def test_seed_analyzes_on_sqlite_too(project):

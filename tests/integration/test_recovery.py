@@ -28,7 +28,7 @@ from events.queueing import BUFFER_KEY, ingest_queue
 from tests.conftest import service_missing
 from tests.helpers import event
 from tests.integration.test_worker_crash import start_worker
-from warehouse.models import Pending
+from warehouse.models import Outbox
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SCHEDULER_LOCK = RQScheduler.get_locking_key("default")
@@ -264,7 +264,7 @@ def test_after_a_redis_restart_the_running_worker_stores_buffered_events_in_seco
         # one the table lock holds up, not an export reading the events table.
         wait_for(
             lambda: (
-                not Pending.objects.exists()
+                not Outbox.objects.exists()
                 and queue.count == 0
                 and StartedJobRegistry(queue=queue).get_job_count(cleanup=False) == 0
             ),

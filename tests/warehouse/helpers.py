@@ -65,7 +65,8 @@ def mirror_state(project_id: int) -> dict:
     and files. JSON-serializable."""
     from events.models import Event
     from warehouse.engine import engine_cursor
-    from warehouse.models import MirrorFile, MirrorSpan, Pending
+    from warehouse.export import outbox_events
+    from warehouse.models import MirrorFile, MirrorSpan
     from warehouse.snapshot import snapshot
 
     stored = {
@@ -103,7 +104,7 @@ def mirror_state(project_id: int) -> dict:
 
     state = {
         "stored": len(stored),
-        "pending": Pending.objects.filter(project_id=project_id).count(),
+        "pending": outbox_events(project_id),
         "live": {f.path: f.rows for f in live},
         "live_days": dict(Counter(str(f.day) for f in live)),
         "retired": retired,

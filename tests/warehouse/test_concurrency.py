@@ -18,7 +18,7 @@ from django.db import connection
 from accounts.models import Project
 from tests.warehouse.helpers import assert_exact, mirror_state, orphans, spread, store
 from warehouse.compact import mirror_sweep
-from warehouse.models import MirrorFile, Pending
+from warehouse.models import MirrorFile, Outbox
 from warehouse.rebuild import mirror_rebuild
 from warehouse.snapshot import snapshot
 
@@ -142,7 +142,7 @@ def test_deleting_a_project_waits_for_its_export_in_flight(driver, stopped):
     assert resume(driver, exporter)[-1] == ("export", 30)
     deleting.outcome()
     assert MirrorFile.objects.filter(project_id=project).count() == 0
-    assert Pending.objects.filter(project_id=project).count() == 0
+    assert not Outbox.objects.filter(project_id=project).exists()
     assert not (driver.analytics_dir / str(project)).exists()
 
 

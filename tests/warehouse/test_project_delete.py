@@ -6,7 +6,7 @@ from django.conf import settings
 from tests.warehouse.helpers import DAY_ONE, assert_exact, mirror_state, spread, store
 from warehouse.compact import partition_compact
 from warehouse.export import mirror_export
-from warehouse.models import MirrorFile, Pending
+from warehouse.models import MirrorFile, Outbox
 
 
 def test_deleting_a_project_deletes_its_catalog_outbox_and_files(
@@ -28,7 +28,7 @@ def test_deleting_a_project_deletes_its_catalog_outbox_and_files(
         project.delete()
 
     assert MirrorFile.objects.filter(project_id=project_id).count() == 0
-    assert Pending.objects.filter(project_id=project_id).count() == 0
+    assert not Outbox.objects.filter(project_id=project_id).exists()
     assert not directory.exists()
     assert mirror_state(other_project.id) == other_before
     assert_exact(other_before, stored=40)

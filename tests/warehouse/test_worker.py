@@ -12,14 +12,14 @@ import pytest
 from tests.integration.test_recovery import stop, wait_for
 from tests.integration.test_worker_crash import start_worker
 from tests.warehouse.helpers import DAY_ONE, assert_exact, mirror_state, spread, store
-from warehouse.models import Pending
+from warehouse.export import outbox_events
 from warehouse.snapshot import snapshot
 
 pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("postgres")]
 
 
 def pending(project) -> int:
-    return Pending.objects.filter(project_id=project.id).count()
+    return outbox_events(project.id)
 
 
 def test_a_running_worker_exports_outbox_rows_whose_export_was_never_scheduled(
