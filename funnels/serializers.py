@@ -26,16 +26,26 @@ def _is_window(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WINDOW
 
 
+MAX_VALUE_DEPTH = 32  # lists and objects inside a filter value
+
+
 def _value_problem(value) -> str | None:
-    """What makes a filter value (any JSON) unusable: bad text, or an integer past BIGINT."""
-    if isinstance(value, str):
-        return storable_text_problem(value)
-    if isinstance(value, int) and not isinstance(value, bool) and not -MAX_WHOLE <= value <= MAX_WHOLE:
-        return f"whole numbers must be within ±{MAX_WHOLE} (write larger ones as decimals)"
-    if isinstance(value, list):
-        return next((p for p in map(_value_problem, value) if p), None)
-    if isinstance(value, dict):
-        return next((p for item in value.items() for p in map(_value_problem, item) if p), None)
+    """What makes a filter value (any JSON) unusable: bad text, an integer past BIGINT, or
+    nesting deeper than MAX_VALUE_DEPTH (walked without recursion: a value nested a thousand
+    deep parses, and must be a 400, not a RecursionError)."""
+    pending = [(value, 0)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            if problem := storable_text_problem(value):
+                return problem
+        elif isinstance(value, int) and not isinstance(value, bool) and not -MAX_WHOLE <= value <= MAX_WHOLE:
+            return f"whole numbers must be within ±{MAX_WHOLE} (write larger ones as decimals)"
+        elif isinstance(value, list | dict):
+            if depth == MAX_VALUE_DEPTH:
+                return f"values may be nested at most {MAX_VALUE_DEPTH} lists or objects deep"
+            items = [part for item in value.items() for part in item] if isinstance(value, dict) else value
+            pending += [(item, depth + 1) for item in reversed(items)]
     return None
 
 

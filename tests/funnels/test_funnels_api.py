@@ -93,6 +93,27 @@ def test_invalid_definitions_are_400_naming_the_step_and_field(admin_api, change
     assert Funnel.objects.count() == 0
 
 
+@pytest.mark.parametrize("depth", [33, 800])
+def test_a_filter_value_nested_too_deep_is_400_not_a_500(admin_api, depth):
+    """800 deep parses (the parser's own limit is higher) and used to exhaust the check's
+    recursion."""
+    value = "[" * depth + "]" * depth
+    body = '{"name": "deep", "steps": [{"eventName": "a"}, {"eventName": "b", "filters": {"p": VALUE}}]}'.replace(
+        "VALUE", value
+    )
+    error = assert_error(admin_api.post("/api/v1/funnels", body, content_type="application/json"), 400, "invalid_input")
+    assert "nested at most 32" in str(error["details"]), error["details"]
+    assert Funnel.objects.count() == 0
+
+
+def test_a_filter_value_nested_32_deep_is_taken(admin_api):
+    value = "[" * 32 + "]" * 32
+    body = '{"name": "deep", "steps": [{"eventName": "a"}, {"eventName": "b", "filters": {"p": VALUE}}]}'.replace(
+        "VALUE", value
+    )
+    assert admin_api.post("/api/v1/funnels", body, content_type="application/json").status_code == 201
+
+
 def test_patch_is_validated_like_create(admin_api):
     funnel_id = admin_api.post("/api/v1/funnels", SHOP, format="json").json()["id"]
     bad = {"steps": [{"eventName": "a", "timeWindow": 5}, {"eventName": "b"}]}
