@@ -68,6 +68,13 @@ class ProjectPage(LoginRequiredMixin, TemplateView):
     def numbers(self) -> dict:
         raise NotImplementedError
 
+    def can_manage(self) -> bool:
+        """Whether the person may change the project: its organization's admins, superusers."""
+        return membership_role(user=self.request.user, organization=self.project.organization) == "admin"
+
+    def forbidden(self):
+        return render(self.request, "dashboard/403.html", {"project": self.project}, status=403)
+
 
 class OverviewPage(ProjectPage):
     template_name = "dashboard/overview.html"
@@ -87,11 +94,11 @@ class OverviewPage(ProjectPage):
         }
 
 
-def bars(buckets: list[dict]) -> list[dict]:
-    """The buckets for a bar chart: each with its count's share of the largest (the bar's
-    height, in %)."""
-    peak = max((bucket["count"] for bucket in buckets), default=0)
-    return [{**bucket, "share": round(100 * bucket["count"] / peak, 1) if peak else 0} for bucket in buckets]
+def bars(buckets: list[dict], key: str = "count") -> list[dict]:
+    """The buckets for a bar chart: each with its `key`'s share of the largest (the bar's
+    length, in %)."""
+    peak = max((bucket[key] for bucket in buckets), default=0)
+    return [{**bucket, "share": round(100 * bucket[key] / peak, 1) if peak else 0} for bucket in buckets]
 
 
 class TrendsPage(ProjectPage):
@@ -184,13 +191,13 @@ class SettingsPage(ProjectPage):
         return {
             "keys": list(self.project.api_keys.order_by("-is_active", "-created_at")),
             "scopes": Scope.choices,
-            "can_manage": membership_role(user=self.request.user, organization=self.project.organization) == "admin",
+            "can_manage": self.can_manage(),
             "timezones": sorted(zoneinfo.available_timezones()),
         }
 
     def post(self, request, *args, **kwargs):
-        if membership_role(user=request.user, organization=self.project.organization) != "admin":
-            return render(request, "dashboard/403.html", {"project": self.project}, status=403)
+        if not self.can_manage():
+            return self.forbidden()
         context = {"project": self.project, "section": self.section, "query": {}}
         try:
             refuse_nul(request.POST.dict())

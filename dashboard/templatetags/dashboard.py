@@ -22,3 +22,30 @@ def local_time(iso: str | None, timezone_name: str) -> str:
     if (moment.hour, moment.minute, moment.second) == (0, 0, 0):
         return moment.date().isoformat()
     return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+@register.filter
+def percent(rate: float | None) -> str:
+    """A rate in [0, 1] as a percentage to one decimal: 0.3333 → "33.3%"."""
+    if rate is None:
+        return ""
+    return f"{100 * rate:.1f}%"
+
+
+DURATION_UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
+
+
+@register.filter
+def seconds(value: float | None) -> str:
+    """A duration in seconds as a person reads it, in its two largest units: 42.5 → "42.5 s",
+    5400 → "1 h 30 min", 1209600 → "14 d"."""
+    if value is None:
+        return ""
+    if value < 60:
+        return f"{value:.1f}".removesuffix(".0") + " s"
+    rest, counts = round(value), []
+    for unit, size in DURATION_UNITS:
+        count, rest = divmod(rest, size)
+        counts.append((count, unit))
+    first = next(i for i, (count, _) in enumerate(counts) if count)
+    return " ".join(f"{count} {unit}" for count, unit in counts[first : first + 2] if count)

@@ -1,10 +1,19 @@
 """The live event stream, `ws://host/ws/events` (API.md, "Live stream").
 
-Thin on purpose: authenticate (the key in `X-API-Key`, `Authorization: Bearer` or `?apiKey=`,
-read scope), join the project's stream through this process's hub (events.live.hub), say
-`{"type": "subscribed", ...filters}`, forward. Events are published by the writer after
-commit (events.live.publish), each serialized once for every socket; stats are counted by the writer
-too (events.live.stats).
+Thin on purpose: authenticate, join the project's stream through this process's hub
+(events.live.hub), say `{"type": "subscribed", ...filters}`, forward. Events are published by
+the writer after commit (events.live.publish), each serialized once for every socket; stats
+are counted by the writer too (events.live.stats).
+
+Two ways in, one function (`_authenticate`): an API key (`X-API-Key`, `Authorization:
+Bearer` or `?apiKey=`, read scope), from any origin, as the API takes it; or, for the
+dashboard, a signed-in person's session (Channels' AuthMiddlewareStack, in
+analytics_platform.routing) with `?project=<slug>`, looked up among the person's projects as
+the pages do. A browser sends the cookie whichever site's page opens the socket, so the
+session counts only when the Origin is one of ALLOWED_HOSTS (Channels'
+AllowedHostsOriginValidator rule); from another site it is as if there were none. Every
+refusal of a person is 4401, as for a missing key: another organization's project cannot be
+told from one that does not exist.
 
 A slow reader must not slow anyone else: the hub hands each batch to `deliver`, which never
 waits; it queues the socket's events up to LIVE_QUEUE_EVENTS and a separate task writes them
@@ -16,16 +25,18 @@ again. Dead sockets are found by the ASGI server's pings
 
 import asyncio
 import json
-from urllib.parse import parse_qs
+import re
+from urllib.parse import parse_qs, urlparse
 
 import structlog
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.security.websocket import AllowedHostsOriginValidator
 from django.conf import settings
 
 from accounts.auth import key_from_headers
-from accounts.selectors import api_key_get_by_plaintext
+from accounts.selectors import api_key_get_by_plaintext, projects_for_user
 from accounts.services import api_key_touch
 from events.live.hub import hub
 from events.live.publish import sockets_loop_set
@@ -35,6 +46,7 @@ logger = structlog.get_logger(__name__)
 
 UNAUTHORIZED, FORBIDDEN = 4401, 4403
 FILTERS = {"eventName": 200, "userId": 255}  # filter → longest value accepted
+SLUG = re.compile(r"[-a-zA-Z0-9_]{1,100}")  # a project's slug, as the pages' URLs take it
 
 
 class _Headers:
@@ -47,15 +59,34 @@ class _Headers:
         return self.values.get(name.lower(), default)
 
 
-def _authenticate(plaintext: str | None) -> tuple[int | None, int | None]:
-    """(project id, None) for a usable key with the read scope, else (None, close code)."""
-    api_key = api_key_get_by_plaintext(plaintext=plaintext) if plaintext else None
-    if api_key is None or not api_key.is_active or api_key.is_expired:
+def _authenticate(scope, query: dict) -> tuple[int | None, int | None]:
+    """(project id, None) for a usable key with the read scope, or without a key for a
+    same-site session of a person who may see the `project` slug; else (None, close code)."""
+    plaintext = key_from_headers(_Headers(scope)) or query.get("apiKey")
+    if plaintext:
+        api_key = api_key_get_by_plaintext(plaintext=plaintext)
+        if api_key is None or not api_key.is_active or api_key.is_expired:
+            return None, UNAUTHORIZED
+        if not api_key.has_scope("read"):
+            return None, FORBIDDEN
+        api_key_touch(api_key=api_key)
+        return api_key.project_id, None
+    user, slug = scope.get("user"), query.get("project", "")
+    if user is None or not user.is_authenticated or not SLUG.fullmatch(slug) or not _same_site(scope):
         return None, UNAUTHORIZED
-    if not api_key.has_scope("read"):
-        return None, FORBIDDEN
-    api_key_touch(api_key=api_key)
-    return api_key.project_id, None
+    project_id = projects_for_user(user).filter(slug=slug).values_list("id", flat=True).first()
+    return (project_id, None) if project_id is not None else (None, UNAUTHORIZED)
+
+
+def _same_site(scope) -> bool:
+    """Whether the socket's Origin is one of ALLOWED_HOSTS, by Channels' own rule (read at
+    each call, so a changed setting counts). No Origin, or one that is not a URL: no."""
+    origin = _Headers(scope).get("origin")
+    try:
+        parsed = urlparse(origin) if origin else None
+        return AllowedHostsOriginValidator(None).valid_origin(parsed)
+    except ValueError:  # "http://[::1", a port out of range
+        return False
 
 
 def _clean_filters(raw: dict) -> dict:
@@ -82,8 +113,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         # accepted first: a close code only reaches the client on an open socket
         await self.accept()
         query = {k: v[-1] for k, v in parse_qs(self.scope.get("query_string", b"").decode("latin-1")).items()}
-        plaintext = key_from_headers(_Headers(self.scope)) or query.get("apiKey")
-        project_id, refusal = await database_sync_to_async(_authenticate)(plaintext)
+        project_id, refusal = await database_sync_to_async(_authenticate)(self.scope, query)
         if refusal is not None:
             logger.info("live_refused", code=refusal)
             await self.close(code=refusal)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dashboard.templatetags.dashboard import local_time
+from dashboard.templatetags.dashboard import local_time, percent, seconds
 
 
 @pytest.mark.parametrize(
@@ -22,3 +22,29 @@ from dashboard.templatetags.dashboard import local_time
 )
 def test_local_time(iso, tz, shown):
     assert local_time(iso, tz) == shown
+
+
+@pytest.mark.parametrize(
+    ("rate", "shown"), [(0.0, "0.0%"), (1.0, "100.0%"), (1 / 3, "33.3%"), (0.99999, "100.0%"), (None, "")]
+)
+def test_percent(rate, shown):
+    assert percent(rate) == shown
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (0.0, "0 s"),
+        (42.5, "42.5 s"),
+        (59.0, "59 s"),
+        (60, "1 min"),
+        (90.4, "1 min 30 s"),
+        (5400, "1 h 30 min"),
+        (86460, "1 d"),  # the two largest units from the first: a day and 0 hours
+        (90000, "1 d 1 h"),
+        (1209600, "14 d"),
+        (None, ""),
+    ],
+)
+def test_seconds(value, shown):
+    assert seconds(value) == shown
