@@ -67,6 +67,7 @@ def test_anyone_else_is_refused_as_a_missing_key_is(project, other_project):
         for path, cookie in [
             (f"/ws/events?project={project.slug}", None),  # anonymous
             (f"/ws/events?project={project.slug}", "sessionid=forged-session-key"),
+            (f"/ws/events?project={project.slug}", "sessionid=" + "\x00" * 32),  # no lookup: PostgreSQL takes no NUL
             (f"/ws/events?project={project.slug}", outsider),  # another organization's project
             ("/ws/events?project=no-such-project", ana),  # the same answer as a missing one
             ("/ws/events", ana),  # no project named
