@@ -2,6 +2,7 @@
 from ProjectPage (the signed-in person's projects only: any other is a 404, as in the API),
 every number from the API's own query runners."""
 
+import secrets
 import zoneinfo
 from datetime import datetime
 
@@ -69,8 +70,13 @@ class ProjectPage(LoginRequiredMixin, TemplateView):
         raise NotImplementedError
 
     def can_manage(self) -> bool:
-        """Whether the person may change the project: its organization's admins, superusers."""
-        return membership_role(user=self.request.user, organization=self.project.organization) == "admin"
+        """Whether the person may change the project: its organization's admins, superusers
+        (looked up once per request: a POST checks it, then its page shows the forms)."""
+        if not hasattr(self, "_can_manage"):
+            self._can_manage = (
+                membership_role(user=self.request.user, organization=self.project.organization) == "admin"
+            )
+        return self._can_manage
 
     def forbidden(self):
         return render(self.request, "dashboard/403.html", {"project": self.project}, status=403)
@@ -182,18 +188,39 @@ def sessions_with_events(journey: dict) -> list[dict]:
 class SettingsPage(ProjectPage):
     """The project's timezone and API keys. Everyone who sees the project sees them; an
     organization's admins (and superusers) change them. A new key is shown once, in the
-    answer to the POST that made it."""
+    answer to the POST that made it (never stored in plaintext, not even in the session).
+    So that a reload of that answer does not make a second key, the key form carries a
+    one-time token kept in the session (FORM_TOKENS): a form sent again is refused."""
 
     template_name = "dashboard/settings.html"
     section = "settings"
+    FORM_TOKENS, KEPT_TOKENS = "settings-key-forms", 20  # the last forms shown, per session
 
     def numbers(self) -> dict:
+        can_manage = self.can_manage()
         return {
             "keys": list(self.project.api_keys.order_by("-is_active", "-created_at")),
             "scopes": Scope.choices,
-            "can_manage": self.can_manage(),
+            "can_manage": can_manage,
             "timezones": sorted(zoneinfo.available_timezones()),
+            "form_token": self.form_token() if can_manage else None,
         }
+
+    def form_token(self) -> str:
+        token = secrets.token_urlsafe(12)
+        session = self.request.session
+        session[self.FORM_TOKENS] = [*session.get(self.FORM_TOKENS, []), token][-self.KEPT_TOKENS :]
+        return token
+
+    def form_token_use(self, token: str) -> None:
+        """Spends the form's token; InvalidInput for one not shown, or spent already."""
+        tokens = self.request.session.get(self.FORM_TOKENS, [])
+        if token not in tokens:
+            raise InvalidInput(
+                "This form was sent already (a reload of the page?): the key it made is not shown "
+                "again. Create another with the form below if you need one."
+            )
+        self.request.session[self.FORM_TOKENS] = [t for t in tokens if t != token]
 
     def post(self, request, *args, **kwargs):
         if not self.can_manage():
@@ -218,6 +245,7 @@ class SettingsPage(ProjectPage):
             name = form.get("name", "").strip()
             if not name or len(name) > 200:
                 raise InvalidInput("A key needs a name of 1 to 200 characters.")
+            self.form_token_use(form.get("form", ""))
             api_key, plaintext = api_key_create(project=self.project, name=name, scopes=form.getlist("scopes"))
             return {
                 "new_key": plaintext,

@@ -9,10 +9,19 @@ from tests.dashboard.test_pages import member
 pytestmark = pytest.mark.django_db
 
 
+def with_token(client, project, form: dict) -> dict:
+    """The form as the page sends it: a key form with the one-time token of a page just shown."""
+    if form.get("action") != "create_key":
+        return form
+    return {**form, "form": client.get(f"/p/{project.slug}/settings").context["form_token"]}
+
+
 def test_an_admin_creates_a_key_shown_once_and_revokes_it(project, client_for):
     admin = member(project, role=Membership.Role.ADMIN)
     url = f"/p/{project.slug}/settings"
-    created = admin.post(url, {"action": "create_key", "name": "web site", "scopes": ["ingest", "read"]})
+    created = admin.post(
+        url, with_token(admin, project, {"action": "create_key", "name": "web site", "scopes": ["ingest", "read"]})
+    )
     assert created.status_code == 200
     plaintext = created.context["new_key"]
     assert plaintext in created.content.decode()
@@ -52,7 +61,7 @@ def test_an_admin_sets_the_timezone_and_the_pages_follow_it(project):
 )
 def test_bad_forms_are_a_400_that_changes_nothing(form, project):
     admin = member(project, role=Membership.Role.ADMIN)
-    response = admin.post(f"/p/{project.slug}/settings", form)
+    response = admin.post(f"/p/{project.slug}/settings", with_token(admin, project, form))
     assert response.status_code in (400, 404) and b'role="alert"' in response.content
     assert ApiKey.objects.count() == 0
 
@@ -74,3 +83,20 @@ def test_the_settings_form_needs_the_csrf_token(project):
     admin.handler.enforce_csrf_checks = True
     response = admin.post(f"/p/{project.slug}/settings", {"action": "create_key", "name": "x", "scopes": ["read"]})
     assert response.status_code == 403 and ApiKey.objects.count() == 0
+
+
+def test_a_key_form_sent_again_makes_no_second_key(project):
+    """A reload of the answer that showed a new key posts its form again: refused, 400, and
+    the key is not shown again; a form never shown is refused the same way."""
+    admin = member(project, role=Membership.Role.ADMIN)
+    url = f"/p/{project.slug}/settings"
+    form = with_token(admin, project, {"action": "create_key", "name": "web site", "scopes": ["read"]})
+    created = admin.post(url, form)
+    assert created.status_code == 200 and ApiKey.objects.count() == 1
+    again = admin.post(url, form)
+    assert again.status_code == 400 and "sent already" in again.context["error"]
+    assert created.context["new_key"] not in again.content.decode()
+    assert admin.post(url, {**form, "form": "made-up"}).status_code == 400
+    assert ApiKey.objects.count() == 1
+    assert admin.post(url, {**form, "form": again.context["form_token"]}).status_code == 200  # the page's new form
+    assert ApiKey.objects.count() == 2
