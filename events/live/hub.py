@@ -52,15 +52,25 @@ class Hub:
             return
         subscription.sockets.discard(socket)
         if not subscription.sockets:
-            subscription.task.cancel()
-            self.closing.add(subscription.task)
-            subscription.task.add_done_callback(self.closing.discard)
-            del self.subscriptions[project_id]
+            self._stop(project_id, subscription)
 
-    async def wound_down(self) -> None:
-        """Returns once every pump that was told to stop has unsubscribed. A server's loop
-        runs on; a loop that is about to close (a test's) must wait for this, or the layer
-        is left mid-receive and refuses the next loop ("two event loops ... at once")."""
+    def _stop(self, project_id: int, subscription: _Subscription) -> None:
+        subscription.task.cancel()
+        self.closing.add(subscription.task)
+        subscription.task.add_done_callback(self.closing.discard)
+        del self.subscriptions[project_id]
+
+    async def shutdown(self) -> None:
+        """Stops every pump of the running loop, sockets or not, and returns once each has
+        unsubscribed. A server's loop runs on; a loop about to close (a test's) must call
+        this, or the Redis layer is left mid-receive and refuses the next loop ("two event
+        loops ... at once"). A socket whose disconnect never ran (its app timed out under
+        load) would otherwise keep its pump receiving until the closed loop is collected."""
+        loop = asyncio.get_running_loop()
+        for project_id, subscription in list(self.subscriptions.items()):
+            if subscription.task is not None and subscription.task.get_loop() is loop:
+                subscription.sockets.clear()
+                self._stop(project_id, subscription)
         await asyncio.gather(*self.closing, return_exceptions=True)
 
     async def _pump(self, project_id: int, subscription: _Subscription) -> None:

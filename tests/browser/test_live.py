@@ -23,6 +23,7 @@ from playwright.sync_api import expect
 
 from accounts.models import Membership
 from events.live.stats import live_stats
+from tests.browser.helpers import sign_in
 from tests.helpers import run_jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,6 +61,9 @@ class AsgiServer:
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.listening.close()
+        # a server thread left running would keep its sockets' pumps in the process's hub,
+        # on its loop, into later tests: fail here instead
+        assert not self.thread.is_alive(), "uvicorn did not stop"
 
     def restart(self):
         self.stop()
@@ -111,10 +115,7 @@ def test_posted_events_appear_live_filtered_and_paused(browser, asgi_server, pro
 
     page = browser.new_page()
     page.goto(f"{asgi_server.url}/p/{project.slug}/live")
-    page.fill("input[name=username]", "ana")
-    page.fill("input[name=password]", "a-long-password")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{asgi_server.url}/p/{project.slug}/live")
+    sign_in(page, f"{asgi_server.url}/p/{project.slug}/live")
     status, rows = page.locator("[data-live-status]"), page.locator(".live-events tbody tr")
     expect(status).to_have_text("Live", timeout=5000)  # subscribed: what is stored now will come
 

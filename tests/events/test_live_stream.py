@@ -28,7 +28,7 @@ T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
 def run(coroutine_function):
     async def then_wind_down():
         await coroutine_function()
-        await hub().wound_down()
+        await hub().shutdown()
 
     return async_to_sync(then_wind_down)()
 
