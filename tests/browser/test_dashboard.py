@@ -8,6 +8,7 @@ from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from accounts.models import Membership
+from tests.browser.helpers import sign_in
 from tests.helpers import event, run_jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,10 +31,7 @@ def test_a_member_signs_in_and_reads_the_overview(browser, live_server, project,
     page = browser.new_page()
     page.goto(f"{live_server.url}/p/{project.slug}/")
     assert "/accounts/login/" in page.url  # anonymous: to the login page, and back after it
-    page.fill("input[name=username]", "ana")
-    page.fill("input[name=password]", "a-long-password")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/p/{project.slug}/")
+    sign_in(page, f"{live_server.url}/p/{project.slug}/")
 
     summary = api.get("/api/v1/events/summary").json()
     shown = {

@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import Membership
 from funnels.models import Funnel
+from tests.browser.helpers import sign_in
 from tests.helpers import event, run_jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,10 +34,7 @@ def test_an_admin_creates_a_funnel_reads_its_bars_and_follows_a_dropped_user(bro
 
     page = browser.new_page()
     page.goto(f"{live_server.url}/p/{project.slug}/funnels")
-    page.fill("input[name=username]", "ana")
-    page.fill("input[name=password]", "a-long-password")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/p/{project.slug}/funnels")
+    sign_in(page, f"{live_server.url}/p/{project.slug}/funnels")
     page.fill("input[name=name]", "Signup to purchase")
     for index, name in enumerate(["view", "signup", "buy"]):
         page.fill(f"input[name=steps-{index}-eventName]", name)

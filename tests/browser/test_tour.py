@@ -15,6 +15,7 @@ from django.core.management import call_command
 from accounts.models import Membership
 from events.models import Event
 from funnels.models import Funnel
+from tests.browser.helpers import sign_in
 from tests.browser.test_live import asgi_server, post  # noqa: F401 (a fixture)
 from tests.helpers import run_jobs
 
@@ -40,10 +41,7 @@ def test_every_page_of_a_seeded_project_renders_and_is_pictured(browser, asgi_se
     page = browser.new_page(viewport=SIZE)
     page.goto(f"{asgi_server.url}/accounts/login/")
     page.screenshot(path=out / "login.png")
-    page.fill("input[name=username]", "ana")
-    page.fill("input[name=password]", "a-long-password")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{asgi_server.url}/p/{project.slug}/")
+    sign_in(page, f"{asgi_server.url}/p/{project.slug}/")
     assert project.timezone == "UTC"
     base = f"{asgi_server.url}/p/{project.slug}"
     since = f"startDate={(datetime.now(UTC) - timedelta(days=20)).date()}"  # the seeded days only
