@@ -1,6 +1,9 @@
 """The dedup fast path: one `SET key 1 NX EX 86400` per event id, all in one Lua call
 (one command for a whole batch: far cheaper to send than a pipeline of a thousand).
 
+Ids minted on receipt (events.validation: random, for events sent with neither an id nor a
+timestamp) are not claimed: no earlier event has them and no client can resend them.
+
 It only spares the database work; the guarantee is the unique (project, event_id)
 constraint, which holds after the 24 h, after a Redis flush and between racing processes.
 Without Redis (the embedded default) there is no fast path: jobs run inline, so the insert
@@ -38,16 +41,19 @@ def _key(project_id: int, event_id: str) -> str:
     return f"{KEY_PREFIX}{project_id}:{event_id}"
 
 
-def claim(project_id: int, event_ids: list[str]) -> list[bool]:
-    """Marks the ids as seen; True for each id nobody had claimed. Raises Redis's
-    connection errors (the caller then writes synchronously)."""
+def claim(project_id: int, event_ids: list[str | None]) -> list[bool]:
+    """Marks the ids as seen; True for each id nobody had claimed, and for each None (an id
+    minted on receipt, events.validation: random, so new, and never resent, so not worth a
+    key). Raises Redis's connection errors (the caller then writes synchronously)."""
     client = redis_client()
-    if client is None:
+    wanted = [event_id for event_id in event_ids if event_id is not None]
+    if client is None or not wanted:
         return [True] * len(event_ids)
-    results = _claim_script(client)(keys=[_key(project_id, event_id) for event_id in event_ids], args=[TTL_SECONDS])
-    claimed = [bool(ok) for ok in results]
+    results = iter(_claim_script(client)(keys=[_key(project_id, event_id) for event_id in wanted], args=[TTL_SECONDS]))
+    claimed = [event_id is None or bool(next(results)) for event_id in event_ids]
     if any(claimed) and written_directly_lately(project_id):
-        known = _stored_already(project_id, [event_id for event_id, new in zip(event_ids, claimed, strict=True) if new])
+        new_ids = [event_id for event_id, new in zip(event_ids, claimed, strict=True) if new and event_id is not None]
+        known = _stored_already(project_id, new_ids) if new_ids else set()
         claimed = [new and event_id not in known for event_id, new in zip(event_ids, claimed, strict=True)]
     return claimed
 

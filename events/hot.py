@@ -53,7 +53,8 @@ CONTENT_TYPES = ("application/json", "text/plain")
 # KEYS: the key's ingest entry, the buffer, its timer. ARGV: the request's
 # Origin (normalized, or ""), the dedup keys' prefix, their TTL, the timer's milliseconds,
 # the bucket keys' prefix, the burst factor, then each
-# new event's id followed by its job row as JSON. The dedup and bucket keys are made in the
+# new event's id to claim ("" for an id minted on receipt: nothing to claim) followed by its
+# job row as JSON. The dedup and bucket keys are made in the
 # script from the entry (so it is one round trip; not for a Redis Cluster, as RQ is not).
 # Returns {0} (no usable entry: Django answers), {2, bucket, rate} (rate limited) or
 # {1, bucket, rate, project, buffer length, timer armed, claimed flags...}.
@@ -78,7 +79,7 @@ local project = entry[2]
 local reply = {1, bucket[2], bucket[3], bucket[4], rate, tonumber(project), 0, 0}
 local items = {}
 for i = 7, #ARGV, 2 do
-  if redis.call('SET', ARGV[2] .. project .. ':' .. ARGV[i], '1', 'NX', 'EX', ARGV[3]) then
+  if ARGV[i] == '' or redis.call('SET', ARGV[2] .. project .. ':' .. ARGV[i], '1', 'NX', 'EX', ARGV[3]) then
     items[#items + 1] = '[' .. project .. ',' .. ARGV[i + 1] .. ']'
     reply[#reply + 1] = 1
   else
@@ -262,7 +263,7 @@ async def _answer(scope, headers: dict[str, str], key_hash: str, body: bytes):
         raise Fallback
     client_address = (scope.get("client") or (None,))[0]
     try:
-        result, rows, indices = events_validate(
+        result, rows, _, claims = events_validate(
             body,
             client_ip=client_ip_of(client_address, headers.get("x-forwarded-for", "")),
             user_agent=headers.get("user-agent", "")[:2048],
@@ -279,7 +280,7 @@ async def _answer(scope, headers: dict[str, str], key_hash: str, body: bytes):
             project_id = _projects[key_hash] = int(project)
         if await _written_directly_lately(project_id):
             raise Fallback
-        reply = await client.eval(INGEST_LUA, _script_keys(key_hash), _script_args(headers, rows))
+        reply = await client.eval(INGEST_LUA, _script_keys(key_hash), _script_args(headers, rows, claims))
     except RedisUnavailable:
         raise Fallback from None
     except hiredis.ReplyError:
@@ -319,7 +320,7 @@ def _script_keys(key_hash: str) -> list[str]:
     return [ingest_entry_key(key_hash), queueing.BUFFER_KEY, queueing.ARMED_KEY]
 
 
-def _script_args(headers: dict[str, str], rows: list[list]) -> list:
+def _script_args(headers: dict[str, str], rows: list[list], claims: list[str | None]) -> list:
     origin = headers.get("origin")
     args = [
         "" if origin is None else origin.strip().lower().rstrip("/"),
@@ -329,8 +330,8 @@ def _script_args(headers: dict[str, str], rows: list[list]) -> list:
         INGEST_BUCKET_PREFIX,
         BURST_FACTOR,
     ]
-    for row in rows:
-        args += (row[0], _row_encoder.encode(row))
+    for row, claim in zip(rows, claims, strict=True):
+        args += ("" if claim is None else claim, _row_encoder.encode(row))
     return args
 
 

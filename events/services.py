@@ -15,6 +15,7 @@ request is refused with 503 and nothing is accepted.
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import structlog
 from django.conf import settings
@@ -131,17 +132,17 @@ def events_ingest(*, project, body: bytes, client_ip: str | None, user_agent: st
     {batch, sentAt}) for `project`. Raises InvalidInput (not JSON, empty batch, bad
     envelope), PayloadTooLarge (too many events) or ServiceUnavailable (neither Redis nor
     the database can take the events)."""
-    result, rows, indices = events_validate(body, client_ip=client_ip, user_agent=user_agent)
+    result, rows, indices, claims = events_validate(body, client_ip=client_ip, user_agent=user_agent)
     if not rows:
         return result
 
     try:
-        claimed = dedup.claim(project.id, [row[0] for row in rows])
+        claimed = dedup.claim(project.id, claims)
         fresh = [position for position, is_new in enumerate(claimed) if is_new]
         try:
             written = queueing.enqueue_rows(project.id, [rows[position] for position in fresh])
         except BaseException:
-            dedup.release(project.id, [rows[position][0] for position in fresh])
+            dedup.release(project.id, [claims[position] for position in fresh if claims[position] is not None])
             raise
     except REDIS_DOWN as exc:
         logger.warning("ingest_redis_down_writing_synchronously", error=type(exc).__name__, events=len(rows))
@@ -153,11 +154,16 @@ def events_ingest(*, project, body: bytes, client_ip: str | None, user_agent: st
     return _count_written(result, written, [indices[position] for position in fresh], offered=len(rows))
 
 
-def events_validate(body: bytes, *, client_ip: str | None, user_agent: str | None) -> tuple[IngestResult, list, list]:
+class Validated(NamedTuple):
+    result: IngestResult  # the rejections, and the duplicates inside the body
+    rows: list[list]  # the job rows of the distinct valid events
+    indices: list[int]  # each row's index in the body
+    claims: list[str | None]  # each row's id to claim in Redis; None for a minted id
+
+
+def events_validate(body: bytes, *, client_ip: str | None, user_agent: str | None) -> Validated:
     """What both ingestion paths (this module's and events.hot's) do before Redis: the body's
-    events validated (the rejections in the result, duplicates inside the body counted), and
-    the job rows of the distinct valid ones with their indices in the body. Raises
-    InvalidInput and PayloadTooLarge for the body as a whole."""
+    events validated. Raises InvalidInput and PayloadTooLarge for the body as a whole."""
     received_at = timezone.now()
     try:
         items, skew, _ = parse_body(body, received_at=received_at)
@@ -173,20 +179,25 @@ def events_validate(body: bytes, *, client_ip: str | None, user_agent: str | Non
             details={"maxEvents": settings.EVENT_BATCH_SIZE, "events": len(items)},
         )
     result = IngestResult()
-    rows, indices, seen, received_text = [], [], set(), received_at.isoformat()
+    rows, indices, claims, seen, received_text = [], [], [], set(), received_at.isoformat()
     for index, item in enumerate(items):
         row, errors = validate_item(
             item, received_at=received_at, client_ip=client_ip, user_agent=user_agent, skew=skew
         )
         if errors:
             result.rejected.append({"index": index, "errors": errors})
+        elif row.minted:
+            rows.append(row.as_job_row(received_text))
+            indices.append(index)
+            claims.append(None)
         elif row.event_id in seen:
             result.duplicates += 1
         else:
             seen.add(row.event_id)
             rows.append(row.as_job_row(received_text))
             indices.append(index)
-    return result, rows, indices
+            claims.append(row.event_id)
+    return Validated(result, rows, indices, claims)
 
 
 def _ingest_synchronously(project_id: int, rows: list[list], indices: list[int], result: IngestResult) -> IngestResult:

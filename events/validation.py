@@ -18,15 +18,16 @@ body's. Both the hot path (events.hot) and the Django view call `parse_body`.
 The dedup id is the client's `eventId`, else `h:` + a hash of (userId, eventName, timestamp
 in UTC milliseconds, properties as canonical JSON with sorted keys): the same instant written
 two ways is one event. An event without a timestamp is stamped on receipt and gets a random
-id (`r:`), so two such posts are two events.
+id (`r:`, 128 bits), so two such posts are two events; such an id is `minted`: it cannot be
+a repeat, so it has nothing to claim in Redis (events.dedup).
 """
 
 import hashlib
 import ipaddress
 import json
 import math
+import os
 import re
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -94,21 +95,23 @@ class EventRow:
     user_agent: str | None
     ip_address: str | None
     received_at: datetime
+    minted: bool = False  # the id is random, made here: no earlier event can have it
 
     def as_job_row(self, received_at_text: str | None = None) -> list:
         """A JSON-ready list in COLUMNS order (`received_at_text`: received_at's isoformat,
         when the caller has it already: a batch shares one)."""
+        received_text = received_at_text or self.received_at.isoformat()
         return [
             self.event_id,
             self.user_id,
             self.event_name,
-            self.timestamp.isoformat(),
+            received_text if self.timestamp is self.received_at else self.timestamp.isoformat(),
             self.properties_json,
             self.session_id,
             self.page_url,
             self.user_agent,
             self.ip_address,
-            received_at_text or self.received_at.isoformat(),
+            received_text,
         ]
 
 
@@ -369,10 +372,10 @@ def _finish(strings, errors, sent, properties_json, ip_given, *, received_at, cl
     if errors:
         return None, errors
 
-    event_id = strings["eventId"]
+    event_id, minted = strings["eventId"], False
     if event_id is None:
         if sent is None:
-            event_id = "r:" + uuid.uuid4().hex
+            event_id, minted = "r:" + os.urandom(16).hex(), True
         else:
             event_id = (
                 "h:"
@@ -393,6 +396,7 @@ def _finish(strings, errors, sent, properties_json, ip_given, *, received_at, cl
             user_agent=strings["userAgent"] if strings["userAgent"] is not None else _header_text(user_agent),
             ip_address=ip,
             received_at=received_at,
+            minted=minted,
         ),
         None,
     )

@@ -244,6 +244,22 @@ def test_a_rate_limited_key_gets_429_from_the_hot_path_and_nothing_is_stored(pos
     assert Event.objects.filter(project=project).count() == statuses.count(202)
 
 
+@pytest.mark.parametrize("hot_on", [True, False], ids=["hot path", "view"])
+def test_an_id_minted_on_receipt_is_not_claimed_and_a_client_id_like_it_is(postgres, redis_cache, monkeypatch, hot_on):
+    monkeypatch.setattr(hot, "enabled", lambda: hot_on)
+    project, keys = fresh_project(f"Minted {hot_on}")
+    headers = {"Content-Type": "application/json", "X-API-Key": keys["ingest"]}
+    call("POST", "/api/v1/events", json.dumps({"userId": "u0", "eventName": "e"}).encode(), headers)  # the entry
+    looks_minted = "r:" + "0" * 32
+    body = json.dumps([{"userId": "u", "eventName": "e"}, {"userId": "u", "eventName": "e", "eventId": looks_minted}])
+    answers = [json.loads(call("POST", "/api/v1/events", body.encode(), headers)[1]) for _ in range(2)]
+    assert [(a["accepted"], a["duplicates"]) for a in answers] == [(2, 0), (1, 1)]
+    assert redis_cache.keys(f"dedup:{project.id}:*") == [f"dedup:{project.id}:{looks_minted}".encode()]
+    store_buffered(redis_cache, BUFFER_KEY)
+    ids = list(Event.objects.filter(project=project).values_list("event_id", flat=True))
+    assert len(ids) == 4 and len(set(ids)) == 4 and ids.count(looks_minted) == 1
+
+
 def test_a_revoked_key_is_refused_at_once_though_the_hot_path_knew_it(postgres, redis_cache, monkeypatch):
     monkeypatch.setattr(hot, "enabled", lambda: True)
     project, keys = fresh_project("Revoked")
