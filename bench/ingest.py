@@ -9,9 +9,10 @@ processes against PostgreSQL and Redis — in a throwaway database, then measure
   connections, and 1,000-event batches over 4, each for BENCH_SECONDS; a Lua script makes the
   bodies. Events/s are counted until every answered event is a row (rows are counted in the
   database, and must equal what was answered: nothing lost, nothing doubled);
-- latency at a fixed rate, PACE (70 %) of that most, with `hey -q` (Go; Debian's package),
-  its workers spread over staggered processes so that they do not all send at once
-  (hey_paced): p50/p99 of the answers;
+- latency at a fixed rate, PACE (70 %) of that most (of what was stored per second, not
+  of what was answered: the web answers faster than the workers store, for a while), with
+  `hey -q` (Go; Debian's package), its workers spread over staggered processes so that they
+  do not all send at once (hey_paced): p50/p99 of the answers;
 - the batches' most again with a client's eventId on every event (claimed in Redis);
 - each load generator's own CPU (it shares the machine's cores with the stack), the ratio of
   the batches' rate to raw COPY, and the peak RSS of each web and worker process.
@@ -423,8 +424,8 @@ def hey_paced(name: str, body: bytes, per_request: int, requests_per_s: float, k
     its workers together and they keep step (its `-q` is a ticker per worker), so all its
     workers' requests arrive at once: the workers are spread over hey processes started a slot
     apart (one per worker for batches, up to HEY_PROCESSES; two for single events, whose step
-    of 32 is small), so the requests arrive as evenly as that many steps allow. Each process writes every answer (`-o csv`); p50/p99
-    are over all of them."""
+    of 32 is small), so the requests arrive as evenly as that many steps allow. Each process
+    writes every answer (`-o csv`); p50/p99 are over all of them."""
     path = LOG_DIR / f"{name}.json"
     path.write_bytes(body)
     clients = min(HEY_CLIENTS, max(1, int(requests_per_s // 5)))
@@ -500,10 +501,10 @@ def main():
             ]
         )
         singles = wrk_throughput("singles", WRK_SINGLE, 1, key)
-        singles_paced = hey_paced("singles-paced", SINGLE_BODY, 1, singles["requests"] / singles["seconds"] * PACE, key)
+        singles_paced = hey_paced("singles-paced", SINGLE_BODY, 1, singles["stored_events_per_s"] * PACE, key)
         batches = wrk_throughput("batches", WRK_BATCH, 1000, key)
         batches_paced = hey_paced(
-            "batches-paced", batch_body(), 1000, batches["requests"] / batches["seconds"] * PACE, key
+            "batches-paced", batch_body(), 1000, batches["stored_events_per_s"] / 1000 * PACE, key
         )
         batches_ids = wrk_throughput("batches-ids", WRK_BATCH_IDS, 1000, key)
     finally:
