@@ -1,10 +1,13 @@
 """The README's tour: every page of a seeded project, in a real browser, without an error on
-it, each saved as a screenshot. They go to the test's own directory, or with TOUR_DIR set
+it, each saved as a screenshot; the retention grid's cells are checked against the API. The
+screenshots go to the test's own directory, or with TOUR_DIR set
 (`TOUR_DIR=docs/tour .venv/bin/pytest tests/browser/test_tour.py`) where the README takes
 them from. The same server as the live page's test (uvicorn on a thread: pages and
 WebSocket)."""
 
+import json
 import os
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from tests.helpers import run_jobs
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SIZE = {"width": 1280, "height": 860}
+RETAINED = "cells => cells.map(cell => cell.dataset.retained)"
 
 
 def test_every_page_of_a_seeded_project_renders_and_is_pictured(browser, asgi_server, project, make_key, tmp_path):  # noqa: F811
@@ -59,6 +63,24 @@ def test_every_page_of_a_seeded_project_renders_and_is_pictured(browser, asgi_se
         assert response.status == 200, (name, response.status)
         assert page.locator("[role=alert]").count() == 0, (name, page.inner_text("[role=alert]"))
         page.screenshot(path=out / f"{name}.png")
+
+    # The retention grid, cell by cell, is the API's answer to the same question.
+    request = urllib.request.Request(  # noqa: S310 (http, our own test server)
+        f"{asgi_server.url}/api/v1/retention?cohort=signup&{since}",
+        headers={"X-API-Key": make_key(project, scopes=["read"])},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        answer = json.load(response)
+    page.goto(base + tour["retention"])
+    shown = [
+        [row.locator("td").nth(1).inner_text(), *row.locator("td[data-retained]").evaluate_all(RETAINED)]
+        for row in page.locator("table.grid tbody tr").all()
+    ]
+    expected = [
+        [str(c["size"]), *(str(n) for n, rate in zip(c["retained"], c["rates"], strict=True) if rate is not None)]
+        for c in answer["cohorts"]
+    ]
+    assert shown == expected and len(expected) >= 10 and any(int(n) for row in expected for n in row[2:])
 
     page.goto(f"{base}/live")
     page.wait_for_selector("[data-live-status]:has-text('Live')", timeout=5000)
