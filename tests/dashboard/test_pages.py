@@ -177,3 +177,13 @@ def test_the_retention_grid_labels_cohorts_by_their_local_dates(project, seeded)
     html = response.content.decode()
     starts = [cohort["cohortStart"] for cohort in response.context["retention"]["cohorts"]]
     assert starts and all(f"<td>{start}</td>" in html for start in starts)
+
+
+def test_the_pages_name_an_icon_and_favicon_ico_leads_to_it(project):
+    page = member(project).get(f"/p/{project.slug}/").content.decode()
+    assert '<link rel="icon" href="/static/dashboard/favicon.svg" type="image/svg+xml">' in page
+    response = Client().get("/favicon.ico")  # what a browser asks for on the admin's and the docs' pages
+    assert response.status_code == 301 and response["Location"] == "/static/dashboard/favicon.svg"
+    icon = Client().get(response["Location"])
+    assert icon.status_code == 200 and icon["Content-Type"] == "image/svg+xml"
+    assert b"<svg" in b"".join(icon.streaming_content)
