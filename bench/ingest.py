@@ -343,14 +343,19 @@ def stored_count() -> int:
 
 
 def quiet() -> int:
-    """The row count once nothing more arrives for a second (what a previous run left in
-    flight is stored first)."""
+    """The row count once nothing more arrives for a second and the outbox is exported (what a
+    previous run left in flight is stored, and mirrored, first: a run's numbers are its own)."""
     count = stored_count()
     while True:
         time.sleep(1.0)
-        if (now := stored_count()) == count:
+        if (now := stored_count()) == count and outbox_rows() == 0:
             return count
         count = now
+
+
+def outbox_rows() -> int:
+    with psycopg.connect(database_url(DB_NAME)) as conn:
+        return conn.execute("SELECT count(*) FROM warehouse_outbox").fetchone()[0]
 
 
 def settle(expected: int, started: float, in_flight: int = 0) -> float:
