@@ -43,6 +43,9 @@ def test_every_page_of_a_seeded_project_renders_and_is_pictured(browser, asgi_se
     out.mkdir(parents=True, exist_ok=True)
 
     page = browser.new_page(viewport=SIZE)
+    console_errors = []  # a missing file (an icon, a script), a script's exception
+    page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
+    page.on("pageerror", lambda error: console_errors.append(str(error)))
     page.goto(f"{asgi_server.url}/accounts/login/")
     page.screenshot(path=out / "login.png")
     sign_in(page, f"{asgi_server.url}/p/{project.slug}/")
@@ -90,5 +93,6 @@ def test_every_page_of_a_seeded_project_renders_and_is_pictured(browser, asgi_se
     page.locator(".live-events tbody tr").nth(len(names) - 1).wait_for(timeout=2000)
     page.wait_for_selector(f"[data-live-stat=activeUsers5m][data-value='{len(names)}']", timeout=5000)  # stats tick
     page.screenshot(path=out / "live.png")
+    assert console_errors == []
     assert sorted(p.name for p in out.glob("*.png")) == sorted(f"{n}.png" for n in [*tour, "login", "live"])
     page.close()
