@@ -267,23 +267,9 @@ request = function()
   return wrk.format("POST", "/api/v1/events", nil, body)
 end
 """
-WRK_BATCH = """
--- 1,000 events per request, made once: no timestamps or ids, so each is a new event.
-local names = {"page_view", "add_to_cart", "purchase"}
-local events = {}
-for i = 1, 1000 do
-  events[i] = string.format(
-    '{"userId":"user_%d","eventName":"%s","properties":{"path":"/p/%d","n":%d},"sessionId":"s-%d"}',
-    i * 7 % 5000, names[i % 3 + 1], i % 50, i, i % 900)
-end
-wrk.method = "POST"
-wrk.path = "/api/v1/events"
-wrk.body = "[" .. table.concat(events, ",") .. "]"
-"""
-
-WRK_BATCH_IDS = """
--- As WRK_BATCH, but every event carries a client's eventId, new in each request (as an SDK
--- that retries sends them): each id is claimed in Redis, as a client's retry needs.
+# A batch's 1,000 events, each without its opening brace (`rest[i]`), so a script can put a
+# field in front.
+_LUA_BATCH_EVENTS = """
 local names = {"page_view", "add_to_cart", "purchase"}
 local rest = {}
 for i = 1, 1000 do
@@ -291,6 +277,23 @@ for i = 1, 1000 do
     '"userId":"user_%d","eventName":"%s","properties":{"path":"/p/%d","n":%d},"sessionId":"s-%d"}',
     i * 7 % 5000, names[i % 3 + 1], i % 50, i, i % 900)
 end
+"""
+WRK_BATCH = (
+    """
+-- 1,000 events per request, made once: no timestamps or ids, so each is a new event."""
+    + _LUA_BATCH_EVENTS
+    + """
+wrk.method = "POST"
+wrk.path = "/api/v1/events"
+wrk.body = "[{" .. table.concat(rest, ",{") .. "]"
+"""
+)
+WRK_BATCH_IDS = (
+    """
+-- As WRK_BATCH, but every event carries a client's eventId, new in each request (as an SDK
+-- that retries sends them): each id is claimed in Redis, as a client's retry needs."""
+    + _LUA_BATCH_EVENTS
+    + """
 local threads = 0
 function setup(thread)
   threads = threads + 1
@@ -306,6 +309,7 @@ request = function()
   return wrk.format("POST", "/api/v1/events", nil, "[" .. table.concat(events, ",") .. "]")
 end
 """
+)
 
 
 def batch_body() -> bytes:

@@ -51,9 +51,9 @@ def claim(project_id: int, event_ids: list[str | None]) -> list[bool]:
         return [True] * len(event_ids)
     results = iter(_claim_script(client)(keys=[_key(project_id, event_id) for event_id in wanted], args=[TTL_SECONDS]))
     claimed = [event_id is None or bool(next(results)) for event_id in event_ids]
-    if any(claimed) and written_directly_lately(project_id):
-        new_ids = [event_id for event_id, new in zip(event_ids, claimed, strict=True) if new and event_id is not None]
-        known = _stored_already(project_id, new_ids) if new_ids else set()
+    new_ids = [event_id for event_id, new in zip(event_ids, claimed, strict=True) if new and event_id is not None]
+    if new_ids and written_directly_lately(project_id):
+        known = _stored_already(project_id, new_ids)
         claimed = [new and event_id not in known for event_id, new in zip(event_ids, claimed, strict=True)]
     return claimed
 

@@ -186,17 +186,14 @@ def events_validate(body: bytes, *, client_ip: str | None, user_agent: str | Non
         )
         if errors:
             result.rejected.append({"index": index, "errors": errors})
-        elif row.minted:
-            rows.append(row.as_job_row(received_text))
-            indices.append(index)
-            claims.append(None)
-        elif row.event_id in seen:
+        elif row.event_id in seen:  # never a minted id: it is new
             result.duplicates += 1
         else:
-            seen.add(row.event_id)
+            if not row.minted:
+                seen.add(row.event_id)
             rows.append(row.as_job_row(received_text))
             indices.append(index)
-            claims.append(row.event_id)
+            claims.append(None if row.minted else row.event_id)
     return Validated(result, rows, indices, claims)
 
 

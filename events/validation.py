@@ -105,7 +105,7 @@ class EventRow:
             self.event_id,
             self.user_id,
             self.event_name,
-            received_text if self.timestamp is self.received_at else self.timestamp.isoformat(),
+            received_text if self.timestamp is self.received_at else self.timestamp.isoformat(),  # stamped on receipt
             self.properties_json,
             self.session_id,
             self.page_url,
