@@ -13,9 +13,10 @@ import threading
 import time
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from accounts.models import Project
+from events.models import Event
 from tests.warehouse.helpers import assert_exact, mirror_state, orphans, spread, store
 from warehouse.compact import mirror_sweep
 from warehouse.models import MirrorFile, Outbox
@@ -144,6 +145,48 @@ def test_deleting_a_project_waits_for_its_export_in_flight(driver, stopped):
     assert MirrorFile.objects.filter(project_id=project).count() == 0
     assert not Outbox.objects.filter(project_id=project).exists()
     assert not (driver.analytics_dir / str(project)).exists()
+
+
+def test_deleting_a_project_waits_for_a_write_in_flight_and_takes_its_events(project):
+    """The events table has no foreign key to the project: the project row's locks are what
+    keep an event from outliving its project."""
+    writing, release = held_open(lambda: store(project.id, spread(20, 1), tag="in-flight"))
+    deleting = in_thread(lambda: Project.objects.get(pk=project.id).delete())
+    wait_for(lambda: lock_waiters() == 1 or not deleting.is_alive())
+    assert deleting.is_alive()  # it waits for the write
+    release.set()
+    writing.outcome()
+    deleting.outcome()
+    assert not Event.objects.filter(project_id=project.id).exists()
+    assert not Outbox.objects.filter(project_id=project.id).exists()
+
+
+def test_a_write_during_a_projects_deletion_waits_and_stores_nothing(project):
+    deleting, release = held_open(lambda: Project.objects.get(pk=project.id).delete())
+    writing = in_thread(lambda: store(project.id, spread(20, 1), tag="late"))
+    wait_for(lambda: lock_waiters() == 1 or not writing.is_alive())
+    assert writing.is_alive()  # it waits for the deletion
+    release.set()
+    deleting.outcome()
+    writing.outcome()
+    assert not Event.objects.filter(project_id=project.id).exists()
+    assert not Outbox.objects.filter(project_id=project.id).exists()
+
+
+def held_open(work):
+    """Runs `work` in a transaction in a thread of its own, and returns once it ran, with the
+    transaction still open: (the thread, an event that lets it commit)."""
+    done, release = threading.Event(), threading.Event()
+
+    def run():
+        with transaction.atomic():
+            work()
+            done.set()
+            release.wait(30)
+
+    thread = in_thread(run)
+    assert done.wait(30), "work did not finish"
+    return thread, release
 
 
 class in_thread(threading.Thread):  # noqa: N801 - used as a function
