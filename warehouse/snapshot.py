@@ -34,9 +34,14 @@ SELECT = 'id, event_id, user_id, event_name, "timestamp" AS ts, properties, sess
 
 
 def event_columns_sql() -> str:
-    """The events table's columns `e.*` in COLUMNS order (properties as JSON text)."""
-    properties = "e.properties::text" if connection.vendor == "postgresql" else "e.properties"
-    return f"e.id, e.event_id, e.user_id, e.event_name, e.timestamp, {properties}, e.session_id, e.page_url"
+    """The events table's columns `e.*` in COLUMNS order (properties as JSON text). From
+    PostgreSQL the timestamp comes as microseconds since the epoch: Django's loader of
+    timestamptz values is Python's, and was three fifths of an export's time."""
+    if connection.vendor == "postgresql":
+        timestamp, properties = '(EXTRACT(EPOCH FROM e."timestamp") * 1000000)::bigint', "e.properties::text"
+    else:
+        timestamp, properties = "e.timestamp", "e.properties"
+    return f"e.id, e.event_id, e.user_id, e.event_name, {timestamp}, {properties}, e.session_id, e.page_url"
 
 
 def outbox_events_sql() -> str:
@@ -57,7 +62,9 @@ def event_rows_sql(where: str) -> str:
 def rows_table(rows: list[tuple]) -> pa.Table:
     """Event rows in COLUMNS order as an Arrow table."""
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(COLUMNS)
-    if connection.vendor != "postgresql":  # SQLite hands back naive UTC datetimes
+    if connection.vendor == "postgresql":  # microseconds since the epoch (event_columns_sql)
+        columns[4] = pa.array(columns[4], type=pa.int64()).cast(TIME)
+    else:  # SQLite hands back naive UTC datetimes
         columns[4] = [_aware(value) for value in columns[4]]
     types = [pa.int64(), pa.string(), pa.string(), pa.string(), TIME, pa.string(), pa.string(), pa.string()]
     return pa.table(
