@@ -1,3 +1,4 @@
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -106,6 +107,26 @@ def test_missing_timestamp_is_the_time_received_and_each_gets_its_own_id():
     first, second = row_of(BASE), row_of(BASE)
     assert first.timestamp == NOW
     assert first.event_id != second.event_id
+
+
+def test_a_forked_process_mints_ids_of_its_own():
+    """Minted ids are a per-process random prefix and a count: a child forked after the
+    parent minted some must not mint the parent's next ones."""
+    row_of(BASE)
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child
+        try:
+            os.write(writer, row_of(BASE).event_id.encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    os.waitpid(child, 0)
+    theirs, mine = os.read(reader, 100).decode(), row_of(BASE).event_id
+    os.close(reader)
+    assert theirs.startswith("r:") and mine.startswith("r:") and len(theirs) == len(mine) == 34
+    assert theirs[2:22] != mine[2:22]  # the prefixes differ
+    assert len({row_of(BASE).event_id for _ in range(1000)}) == 1000
 
 
 def test_same_instant_written_two_ways_is_one_event():
