@@ -1,7 +1,8 @@
 """The ingest buffer's drainer: a loop in every worker (a thread of RecoveringWorker) that
 blocks on the buffer and stores whatever is there as soon as it is there, up to DRAIN_BATCH
-items at a time, so a single posted event is stored milliseconds after its 202, not at the
-buffer's timer (EVENT_BUFFER_TIMEOUT_MS, now only the upper bound, for when no worker runs).
+items (an item is one request's new events) or TAKE_BYTES at a time, so a single posted
+event is stored milliseconds after its 202, not at the buffer's timer
+(EVENT_BUFFER_TIMEOUT_MS, now only the upper bound, for when no worker runs).
 
 Each take moves items atomically from the buffer to the worker's own list,
 `ingest:buffer:draining:<worker name>` (BLMOVE, then a script for the rest of the batch), and
@@ -27,7 +28,10 @@ from analytics_platform.redis import REDIS_DOWN
 from events.queueing import BUFFER_KEY
 
 logger = structlog.get_logger(__name__)
-DRAIN_BATCH = 2000  # items taken at once
+DRAIN_BATCH = 2000  # items taken at once, at most
+# and bytes at most (an item holds one request's events, up to EVENT_BATCH_SIZE of them):
+# about 4,000 events of bench/ingest.py's
+TAKE_BYTES = 1_000_000
 BLOCK_SECONDS = 1.0  # a blocked take returns this often, to notice a stop
 RETRY_SECONDS = 1.0  # after a failure to store (the database away) or to reach Redis
 # When a take finds more behind its first item (events streaming in), it waits this long and
@@ -37,18 +41,24 @@ LINGER_SECONDS = 0.02
 DRAINING_PREFIX = f"{BUFFER_KEY}:draining:"
 DRAINERS_KEY = f"{BUFFER_KEY}:drainers"
 
-# Moves up to ARGV[1] items from the buffer's head to the draining list's tail (the timed
-# drain job takes its chunks with it too); in pieces of 1,000, within Lua's stack.
+# Moves items from the buffer's head to the draining list's tail (the timed drain job takes
+# its chunks with it too): up to ARGV[1] items of ARGV[2] bytes in all, but the first item
+# whatever its size if ARGV[3] is 1; in pieces of 1,000, within Lua's stack. Returns {items
+# moved, their bytes}.
 TAKE_LUA = """
 local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
-local n = #items
+local n, size, room = 0, 0, tonumber(ARGV[2])
+for i = 1, #items do
+  if size + #items[i] > room and not (i == 1 and ARGV[3] == '1') then break end
+  n, size = i, size + #items[i]
+end
 if n > 0 then
   redis.call('LTRIM', KEYS[1], n, -1)
   for start = 1, n, 1000 do
     redis.call('RPUSH', KEYS[2], unpack(items, start, math.min(start + 999, n)))
   end
 end
-return n
+return {n, size}
 """
 # Moves the whole draining list back to the buffer's head, in its order, and forgets its
 # worker's name.
@@ -106,10 +116,11 @@ class Drainer:
             return False
         if first is None:
             return False
-        taken = 1 + self._take(keys=[BUFFER_KEY, self.key], args=[DRAIN_BATCH - 1])
-        if 1 < taken < DRAIN_BATCH:
+        room = TAKE_BYTES - len(first)
+        more, size = self._take(keys=[BUFFER_KEY, self.key], args=[DRAIN_BATCH - 1, room, 0])
+        if more and 1 + more < DRAIN_BATCH and size < room:
             self.stopped.wait(LINGER_SECONDS)
-            self._take(keys=[BUFFER_KEY, self.key], args=[DRAIN_BATCH - taken])
+            self._take(keys=[BUFFER_KEY, self.key], args=[DRAIN_BATCH - 1 - more, room - size, 0])
         return True
 
 

@@ -77,19 +77,18 @@ local bucket = bucket_take(ARGV[5] .. entry[1], rate, rate * tonumber(ARGV[6]))
 if bucket[1] == 0 then return {2, bucket[2], bucket[3], bucket[4], rate} end
 local project = entry[2]
 local reply = {1, bucket[2], bucket[3], bucket[4], rate, tonumber(project), 0, 0}
-local items = {}
+local rows = {}
 for i = 7, #ARGV, 2 do
   if ARGV[i] == '' or redis.call('SET', ARGV[2] .. project .. ':' .. ARGV[i], '1', 'NX', 'EX', ARGV[3]) then
-    items[#items + 1] = '[' .. project .. ',' .. ARGV[i + 1] .. ']'
+    rows[#rows + 1] = ARGV[i + 1]
     reply[#reply + 1] = 1
   else
     reply[#reply + 1] = 0
   end
 end
-if #items > 0 then
-  for start = 1, #items, 1000 do
-    reply[7] = redis.call('RPUSH', KEYS[2], unpack(items, start, math.min(start + 999, #items)))
-  end
+if #rows > 0 then
+  -- one buffer item for the request's new events: [project id, row, row, ...]
+  reply[7] = redis.call('RPUSH', KEYS[2], '[' .. project .. ',' .. table.concat(rows, ',') .. ']')
   if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[4]) then reply[8] = 1 end
 end
 return reply

@@ -11,7 +11,7 @@ from django.db import close_old_connections, connection
 from rq import get_current_job
 
 from analytics_platform.redis import redis_client
-from events.drainer import TAKE_LUA
+from events.drainer import TAKE_BYTES, TAKE_LUA
 from events.queueing import BUFFER_KEY, rearm_if_pending
 from events.services import dead_letters_add, events_persist
 
@@ -32,17 +32,17 @@ def persist_events(project_id: int, rows_json: str) -> dict:
 
 
 def drain_buffer() -> int:
-    """Stores the ingest buffer, DRAIN_CHUNK items at a time: each chunk moves atomically to
-    a key named after this job and is deleted once stored (a backlog of any length never
-    sits in one worker's memory). Killed midway, the retried job finds its key again and
-    finishes that chunk first."""
+    """Stores the ingest buffer, DRAIN_CHUNK items or TAKE_BYTES (but at least an item) at a
+    time: each chunk moves atomically to a key named after this job and is deleted once
+    stored (a backlog of any length never sits in one worker's memory). Killed midway, the
+    retried job finds its key again and finishes that chunk first."""
     _fresh_connection()
     client = redis_client()
     processing = f"{BUFFER_KEY}:processing:{get_current_job().id}"
     stored = store_buffered(client, processing) if client.exists(processing) else 0
     take = client.register_script(TAKE_LUA)
     try:
-        while take(keys=[BUFFER_KEY, processing], args=[DRAIN_CHUNK]):
+        while take(keys=[BUFFER_KEY, processing], args=[DRAIN_CHUNK, TAKE_BYTES, 1])[0]:
             stored += store_buffered(client, processing)
     finally:
         rearm_if_pending(client)
@@ -56,13 +56,15 @@ def store_buffered(client, key: str) -> int:
     unreadable: list[str] = []
     for item in client.lrange(key, 0, -1):
         try:
-            project_id, row = _decoded(item)
+            project_id, *rows = _decoded(item)
             if not isinstance(project_id, int) or isinstance(project_id, bool) or not 0 < project_id < 2**63:
                 raise ValueError("no project id")
-        except (ValueError, TypeError):  # not JSON, not UTF-8, not a [project id, row] pair
+            if not rows:
+                raise ValueError("no rows")
+        except (ValueError, TypeError):  # not JSON, not UTF-8, not [project id, row, ...]
             unreadable.append(item.decode("utf-8", "backslashreplace").replace("\x00", "\\u0000"))
             continue
-        by_project[project_id].append(row)
+        by_project[project_id] += rows
     if unreadable:
         dead_letters_add(project_id=None, letters=[(item, "unreadable buffer item") for item in unreadable])
     stored = 0

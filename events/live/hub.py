@@ -105,7 +105,7 @@ class Hub:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the layer is gone (Redis down): these sockets get no events
-            logger.warning("live_subscription_failed", project_id=project_id, error=type(exc).__name__)
+            logger.warning("live_subscription_failed", project_id=project_id, error=type(exc).__name__, exc_info=True)
         finally:
             subscription.ready.set()  # nobody waits forever
             if renewing is not None:

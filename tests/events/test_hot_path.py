@@ -260,6 +260,23 @@ def test_an_id_minted_on_receipt_is_not_claimed_and_a_client_id_like_it_is(postg
     assert len(ids) == 4 and len(set(ids)) == 4 and ids.count(looks_minted) == 1
 
 
+@pytest.mark.parametrize("hot_on", [True, False], ids=["hot path", "view"])
+def test_a_requests_new_events_are_one_buffer_item(postgres, redis_cache, monkeypatch, hot_on):
+    monkeypatch.setattr(hot, "enabled", lambda: hot_on)
+    project, keys = fresh_project(f"One item {hot_on}")
+    headers = {"Content-Type": "application/json", "X-API-Key": keys["ingest"]}
+    first = [{"userId": "u", "eventName": "e", "eventId": f"a{i}"} for i in range(3)]
+    second = [first[1], {"userId": "u", "eventName": "e", "eventId": "b"}]
+    for body in (first, second):
+        assert call("POST", "/api/v1/events", json.dumps(body).encode(), headers)[0] == 202
+    items = [json.loads(item) for item in redis_cache.lrange(BUFFER_KEY, 0, -1)]
+    assert [(item[0], [row[0] for row in item[1:]]) for item in items] == [
+        (project.id, ["a0", "a1", "a2"]),
+        (project.id, ["b"]),  # the repeat is not in it
+    ]
+    assert store_buffered(redis_cache, BUFFER_KEY) == 4
+
+
 def test_a_revoked_key_is_refused_at_once_though_the_hot_path_knew_it(postgres, redis_cache, monkeypatch):
     monkeypatch.setattr(hot, "enabled", lambda: True)
     project, keys = fresh_project("Revoked")

@@ -10,6 +10,8 @@ from django.test import Client
 from rq.registry import ScheduledJobRegistry
 
 from analytics_platform.redis import redis_client
+from events import drainer
+from events import jobs as job_module
 from events.models import Event
 from events.queueing import BUFFER_KEY, ingest_queue
 from tests.helpers import assert_error, event, run_jobs, stored
@@ -126,6 +128,35 @@ def test_a_drain_killed_midway_is_finished_by_its_retry(redis_cache, post_events
     jobs()
     assert Event.objects.count() == 8
     assert not list(client.scan_iter(f"{BUFFER_KEY}*"))
+
+
+@pytest.mark.django_db
+@pytest.mark.redis
+def test_drains_take_a_bounded_number_of_bytes_but_any_item_whole(
+    redis_cache, post_events, project, jobs, settings, monkeypatch
+):
+    """An item holds a request's events, so takes are bounded in bytes: the drain job takes
+    at least one item, however large, and the drainer's take stops where the bytes would
+    pass TAKE_BYTES."""
+    settings.EVENT_BUFFER_TIMEOUT_MS = 60_000
+    for i in range(3):
+        post_events([event(f"u{i}-{j}") for j in range(4)])
+    client = redis_client()
+    sizes = [len(item) for item in client.lrange(BUFFER_KEY, 0, -1)]
+    assert len(sizes) == 3
+    stores = []
+    real_store = job_module.store_buffered
+    monkeypatch.setattr(job_module, "store_buffered", lambda *args: stores.append(1) or real_store(*args))
+    monkeypatch.setattr(job_module, "TAKE_BYTES", 1)  # smaller than any item
+    jobs()
+    assert Event.objects.count() == 12 and len(stores) == 3  # an item at a time
+
+    for i in range(3):
+        post_events([event(f"v{i}-{j}") for j in range(4)])
+    monkeypatch.setattr(drainer, "TAKE_BYTES", sum(sizes[:2]))  # two of them
+    assert drainer.Drainer(client, "bounded")._take_batch()
+    assert client.llen(drainer.draining_key("bounded")) == 2 and client.llen(BUFFER_KEY) == 1
+    client.delete(drainer.draining_key("bounded"))
 
 
 def lock_timeout_setter(postgres):
