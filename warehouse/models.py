@@ -67,7 +67,9 @@ class IdsField(models.Field):
     def get_db_prep_value(self, value, connection, prepared=False):
         if value is None:
             return None
-        return list(value) if connection.vendor == "postgresql" else json.dumps(list(value))
+        if connection.vendor == "postgresql":  # an array literal: psycopg's list dumper is Python's
+            return "{" + ",".join(map(str, map(int, value))) + "}"
+        return json.dumps(list(value))
 
     def from_db_value(self, value, expression, connection):
         return json.loads(value) if isinstance(value, str) else value
