@@ -24,6 +24,20 @@ def service_missing(reason: str):
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """The embedded default's test database is a file, as in production, not Django's shared
+    in-memory one: there every thread of the live server uses the test's own connection, and
+    Django documents that concurrent queries on it fail at random ("database table is
+    locked" while the browser posted events and the test read them). With a file, each
+    thread connects on its own, under WAL and the busy timeout."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("database") / "test.sqlite3")
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     cache.clear()
