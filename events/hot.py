@@ -52,12 +52,13 @@ CONTENT_TYPES = ("application/json", "text/plain")
 
 # KEYS: the key's ingest entry, the buffer, its timer. ARGV: the request's
 # Origin (normalized, or ""), the dedup keys' prefix, their TTL, the timer's milliseconds,
-# the bucket keys' prefix, the burst factor, then each
-# new event's id to claim ("" for an id minted on receipt: nothing to claim) followed by its
-# job row as JSON. The dedup and bucket keys are made in the
+# the bucket keys' prefix, the burst factor; then either (no event has an id to claim: all
+# minted on receipt) the job rows as JSON joined by commas, or "" followed by each new event's
+# id to claim ("" for a minted one) and its job row. One joined argument costs Redis and the
+# client one string instead of two thousand for a batch of 1,000. The dedup and bucket keys are made in the
 # script from the entry (so it is one round trip; not for a Redis Cluster, as RQ is not).
 # Returns {0} (no usable entry: Django answers), {2, bucket, rate} (rate limited) or
-# {1, bucket, rate, project, buffer length, timer armed, claimed flags...}.
+# {1, bucket, rate, project, buffer length, timer armed, claimed flags (with ids only)...}.
 INGEST_LUA = (
     BUCKET_TAKE_LUA
     + """
@@ -78,7 +79,8 @@ if bucket[1] == 0 then return {2, bucket[2], bucket[3], bucket[4], rate} end
 local project = entry[2]
 local reply = {1, bucket[2], bucket[3], bucket[4], rate, tonumber(project), 0, 0}
 local rows = {}
-for i = 7, #ARGV, 2 do
+if ARGV[7] ~= '' then rows[1] = ARGV[7] end
+for i = 8, #ARGV, 2 do
   if ARGV[i] == '' or redis.call('SET', ARGV[2] .. project .. ':' .. ARGV[i], '1', 'NX', 'EX', ARGV[3]) then
     rows[#rows + 1] = ARGV[i + 1]
     reply[#reply + 1] = 1
@@ -298,7 +300,8 @@ async def _answer(scope, headers: dict[str, str], key_hash: str, body: bytes):
     armed, claimed = reply[7], reply[8:]
     if armed:
         await asyncio.get_running_loop().run_in_executor(_blocking, _schedule_drain)
-    return _ingest_answer(result, len(rows), sum(claimed)) + (rate_headers, project_id)
+    accepted = sum(claimed) if claimed else (len(rows) if reply[6] else 0)
+    return _ingest_answer(result, len(rows), accepted) + (rate_headers, project_id)
 
 
 def _ingest_answer(result: IngestResult, offered: int, accepted: int) -> tuple[int, bytes]:
@@ -329,6 +332,9 @@ def _script_args(headers: dict[str, str], rows: list[list], claims: list[str | N
         INGEST_BUCKET_PREFIX,
         BURST_FACTOR,
     ]
+    if not any(claims):
+        return [*args, _row_encoder.encode(rows)[1:-1]]  # "[row,row,...]" without its brackets
+    args.append("")
     for row, claim in zip(rows, claims, strict=True):
         args += ("" if claim is None else claim, _row_encoder.encode(row))
     return args

@@ -267,14 +267,18 @@ def test_a_requests_new_events_are_one_buffer_item(postgres, redis_cache, monkey
     headers = {"Content-Type": "application/json", "X-API-Key": keys["ingest"]}
     first = [{"userId": "u", "eventName": "e", "eventId": f"a{i}"} for i in range(3)]
     second = [first[1], {"userId": "u", "eventName": "e", "eventId": "b"}]
-    for body in (first, second):
+    third = [{"userId": f"m{i}", "eventName": "e"} for i in range(3)]  # ids minted: nothing claimed
+    for body in (first, second, third):
         assert call("POST", "/api/v1/events", json.dumps(body).encode(), headers)[0] == 202
     items = [json.loads(item) for item in redis_cache.lrange(BUFFER_KEY, 0, -1)]
-    assert [(item[0], [row[0] for row in item[1:]]) for item in items] == [
+    assert [(item[0], [row[0] for row in item[1:]]) for item in items[:2]] == [
         (project.id, ["a0", "a1", "a2"]),
         (project.id, ["b"]),  # the repeat is not in it
     ]
-    assert store_buffered(redis_cache, BUFFER_KEY) == 4
+    assert items[2][0] == project.id and [row[0][:2] for row in items[2][1:]] == ["r:"] * 3
+    assert store_buffered(redis_cache, BUFFER_KEY) == 7
+    users = Event.objects.filter(project=project, event_id__startswith="r:").order_by("id")
+    assert list(users.values_list("user_id", flat=True)) == ["m0", "m1", "m2"]  # in the request's order
 
 
 def test_a_revoked_key_is_refused_at_once_though_the_hot_path_knew_it(postgres, redis_cache, monkeypatch):
