@@ -8,6 +8,7 @@ loop, and hands Django what it does not answer. WebSockets are served by Channel
 event loop.
 """
 
+import gc
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics_platform.settings")
@@ -33,3 +34,8 @@ async def http(scope, receive, send):
 
 
 application = ProtocolTypeRouter({"http": http, "websocket": URLRouter(websocket_urlpatterns)})
+
+# What is loaded by now lives as long as the process: frozen out of the collector's way, so a
+# full collection no longer walks it. Unfrozen, one took 55-69 ms here (a stalled event loop:
+# every request in flight waits), about once every 150 batches of 1,000 events.
+gc.freeze()

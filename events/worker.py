@@ -35,6 +35,8 @@ What this class changes, with RQ's own machinery doing the rest:
 - Every MIRROR_MAINTENANCE_INTERVAL the maintenance also runs the column store's
   (warehouse.jobs.mirror_maintain): exports for outbox rows whose export was never queued,
   and the sweep of retired and orphaned Parquet files. Its errors never stop the worker.
+- The worker lowers its CPU priority by settings.WORKER_NICE at start (and so does the
+  scheduler it starts): ingestion's answers come first on a machine shared with the web.
 - Right after Redis itself (re)started, keys may have expired while it was down and live
   workers may not have beaten yet: no one is declared dead until Redis has been up for
   longer than LIVENESS_TTL.
@@ -48,6 +50,7 @@ import threading
 import time
 from datetime import timedelta
 
+from django.conf import settings
 from redis import ResponseError
 from rq import worker_registration
 from rq.defaults import (
@@ -200,6 +203,8 @@ class RecoveringWorker(SimpleWorker):
             self.log.warning("Worker %s: Redis unavailable during job %s: %s", self.name, job.id, exc)
 
     def bootstrap(self, *args, **kwargs):
+        if settings.WORKER_NICE > 0:
+            os.nice(settings.WORKER_NICE)
         super().bootstrap(*args, **kwargs)
         self._beat_thread = threading.Thread(target=self._beat, name="rq-liveness", daemon=True)
         self._beat_thread.start()

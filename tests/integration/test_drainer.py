@@ -35,6 +35,9 @@ def test_single_events_are_stored_as_they_come_not_at_the_buffer_timer(
             wait_for(lambda i=i: Event.objects.filter(user_id=f"u{i}").exists(), timeout=20)
         assert Event.objects.count() == 5
         assert redis_cache.llen(BUFFER_KEY) == 0
+        # and it works at a lower priority than ours (the web's), by WORKER_NICE
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, worker.pid) == min(19, ours + settings.WORKER_NICE) > ours
     finally:
         stop(worker)
 
