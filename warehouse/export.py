@@ -29,8 +29,9 @@ from warehouse.snapshot import event_rows_sql, rows_table
 
 logger = structlog.get_logger(__name__)
 # Rows read into a worker's memory at once; its peak RSS under bench/ingest.py's batches:
-# 200,000 500 MB, 50,000 314 MB, 20,000 283 MB.
-EXPORT_BATCH = 20_000
+# 200,000 500 MB, 50,000 314 MB, 20,000 283 MB (2026-12-04, with a drainer storing alongside:
+# 294-306 MB), 10,000 287 MB.
+EXPORT_BATCH = 10_000
 DELETE_CHUNK = 500
 LOCK_NAMESPACE = 0x6D697272  # "mirr": the first key of the two-key advisory lock
 
