@@ -280,8 +280,9 @@ RQ_SHOW_ADMIN_LINK = bool(REDIS_URL)
 # restarts in seconds (RQ alone: at its 10-minute maintenance).
 RQ = {"WORKER_CLASS": "events.worker.RecoveringWorker"}
 # A worker lowers its own CPU priority by this much (nice), so that on a machine it shares
-# with the web processes an answer never waits behind background work: at 70 % of the most
-# the stack takes, 1,000-event batches' p99 fell from 172-252 ms to 62-72 ms (bench/README).
+# with the web processes an answer never waits behind background work: at 35k events/s of
+# 1,000-event batches (about 70 % of the most), their p99 fell from 172-252 ms to 62-72 ms
+# (bench/README, sixth pass).
 # The workers still get whatever the web leaves, which under any load short of the most is
 # plenty; 0 leaves the priority alone.
 WORKER_NICE = env_int("WORKER_NICE", 10)

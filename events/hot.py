@@ -50,13 +50,13 @@ from events.services import IngestResult, events_validate
 PATH = "/api/v1/events"
 CONTENT_TYPES = ("application/json", "text/plain")
 
-# KEYS: the key's ingest entry, the buffer, its timer. ARGV: the request's
-# Origin (normalized, or ""), the dedup keys' prefix, their TTL, the timer's milliseconds,
-# the bucket keys' prefix, the burst factor; then either (no event has an id to claim: all
-# minted on receipt) the job rows as JSON joined by commas, or "" followed by each new event's
-# id to claim ("" for a minted one) and its job row. One joined argument costs Redis and the
-# client one string instead of two thousand for a batch of 1,000. The dedup and bucket keys are made in the
-# script from the entry (so it is one round trip; not for a Redis Cluster, as RQ is not).
+# KEYS: the key's ingest entry, the buffer, its timer. ARGV: the request's Origin
+# (normalized, or ""), the dedup keys' prefix, their TTL, the timer's milliseconds, the
+# bucket keys' prefix, the burst factor; then either (no event has an id to claim: all minted
+# on receipt) the job rows as JSON joined by commas, or "" followed by each new event's id to
+# claim ("" for a minted one) and its job row. One joined argument costs Redis and the client
+# one string instead of two thousand for a batch of 1,000. The dedup and bucket keys are made
+# in the script from the entry (so it is one round trip; not for a Redis Cluster, as RQ is not).
 # Returns {0} (no usable entry: Django answers), {2, bucket, rate} (rate limited) or
 # {1, bucket, rate, project, buffer length, timer armed, claimed flags (with ids only)...}.
 INGEST_LUA = (
